@@ -1,0 +1,31 @@
+# Two commands do everything: `make demo` (set-up + one real cell) and `make test` (the test suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export WANDB_MODE ?= offline
+
+.PHONY: setup data demo test test-full lint clean-cache
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(VENV)
+	touch $@
+
+setup: $(VENV)/.installed data
+
+data:
+	bash scripts/fetch_fashion_mnist.sh $(PY)
+
+demo: setup
+	$(PY) -m bench experiment=demo
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup lint
+	$(PY) -m pytest -m "not slow"
+
+test-full: setup lint
+	$(PY) -m pytest
+
+clean-cache:
+	rm -rf .cache/models

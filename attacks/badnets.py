@@ -1,0 +1,45 @@
+"""BadNets (Gu et al., 2017, "BadNets: Identifying Vulnerabilities in the ML Model Supply Chain").
+
+x' = (1 - m) x + m p with a small fixed patch. Variants:
+- ``parity`` (UNIT / BackdoorVault experiments): a 5x5 patch of seeded random colours at offset 1
+  from the top-left corner;
+- ``backdoorbench``: a 3x3 white square in the bottom-right corner.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attacks._base import PoisoningAttack
+from bench.errors import ConfigError
+
+VARIANTS = ("parity", "backdoorbench")
+
+
+class BadNets(PoisoningAttack):
+    def __init__(
+        self, target: int = 0, poison_rate: float = 0.1, variant: str = "parity", seed: int = 0
+    ) -> None:
+        super().__init__(target, poison_rate, seed)
+        if variant not in VARIANTS:
+            raise ConfigError(f"attack.variant must be one of {VARIANTS}, got {variant!r}")
+        self.variant = variant
+
+    def build(self, image_shape: torch.Size) -> None:
+        c, h, w = image_shape
+        mask = torch.zeros(1, 1, h, w)
+        if self.variant == "parity":
+            size, top, left = 5, 1, 1
+            patch = torch.randint(0, 2, (1, c, size, size), generator=self.generator(2)).float()
+        else:
+            size = 3
+            top, left = h - size, w - size
+            patch = torch.ones(1, c, size, size)
+        pattern = torch.zeros(1, c, h, w)
+        pattern[..., top : top + size, left : left + size] = patch
+        mask[..., top : top + size, left : left + size] = 1
+        self.register_buffer("mask", mask)
+        self.register_buffer("pattern", pattern)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return (1 - self.mask) * x + self.mask * self.pattern

@@ -1,0 +1,1 @@
+"""The benchmark's shared machinery: entry point, cell pipeline, engine, metrics, cache, records."""

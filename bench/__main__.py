@@ -1,0 +1,3 @@
+from bench.entry import main
+
+main()

@@ -1,0 +1,96 @@
+"""The model cache: trained models (and anything else costly) stored under a hash of what made them.
+
+A backdoored model depends only on (dataset, model, attack, training recipe, seed), so the eight
+defenses of a Table 1 row share one training. Entries are written atomically with a SHA-256 sidecar;
+a file lock makes parallel jobs (SLURM arrays) train an entry once; a corrupt or truncated entry is
+detected by its checksum, reported, and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+# Bump when code changes alter what a cached entry would contain.
+CACHE_VERSION = 1
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """SHA-256 over the canonical JSON of ``parts`` (plus the cache version)."""
+    blob = json.dumps({"cache_version": CACHE_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; caches and records are shared
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class ModelCache:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.pt"
+
+    def _checksum_path(self, key: str) -> Path:
+        return self.root / f"{key}.sha256"
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        """The entry for ``key``, or None when absent or corrupt (a corrupt entry is removed)."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        checksum = self._checksum_path(key)
+        expected = checksum.read_text().strip() if checksum.exists() else None
+        if expected != sha256_file(path):
+            log.warning("cached model %s fails its checksum (corrupt or truncated); retraining", path)
+            path.unlink(missing_ok=True)
+            checksum.unlink(missing_ok=True)
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def save(self, key: str, payload: dict[str, Any]) -> None:
+        path = self.path(key)
+        atomic_write_bytes(path, lambda tmp: torch.save(payload, tmp))
+        digest = sha256_file(path)
+        atomic_write_bytes(self._checksum_path(key), lambda tmp: tmp.write_text(digest + "\n"))
+
+    def get_or_create(self, key: str, build: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+        """(payload, cache_hit). Holds the entry's lock while building so it is built once."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / f"{key}.lock")):
+            payload = self.load(key)
+            if payload is not None:
+                return payload, True
+            payload = build()
+            self.save(key, payload)
+            return payload, False

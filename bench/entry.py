@@ -1,0 +1,70 @@
+"""The Hydra entry point: ``python -m bench attack=... defense=...`` (``-m`` sweeps)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+from bench.errors import ConfigError
+from bench.pipeline import git_sha, run_cell
+
+log = logging.getLogger("bench")
+GROUPS = ("dataset", "model", "attack", "defense")
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def write_environment(run_dir: Path) -> None:
+    """Beside Hydra's .hydra/config.yaml: what this run ran on."""
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "git_sha": git_sha(),
+        "argv": sys.argv,
+    }
+    (run_dir / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+
+
+def config_error(exc: BaseException) -> ConfigError | None:
+    """The ConfigError behind ``exc`` (Hydra wraps errors raised in constructors), if any."""
+    while exc is not None:
+        if isinstance(exc, ConfigError):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    write_environment(Path(hc.runtime.output_dir))
+    names = {g: hc.runtime.choices[g] for g in GROUPS}
+    try:
+        record = run_cell(cfg, names)
+    except (ConfigError, InstantiationException) as exc:
+        err = config_error(exc)
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    cell = " ".join(f"{g}={names[g]}" for g in GROUPS)
+
+    def fmt(v: float | None) -> str:
+        return "  n/a" if v is None else f"{v:6.2f}"
+
+    log.info(
+        "%s | before: ACC %s ASR %s | after: ACC %s ASR %s RA %s | defense %.1fs%s",
+        cell, fmt(record["acc_before"]), fmt(record["asr_before"]), fmt(record["acc"]), fmt(record["asr"]),
+        fmt(record["ra"]), record["defense_s"], " (cached model)" if record["cache_hit"] else "",
+    )  # fmt: skip

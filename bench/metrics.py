@@ -1,0 +1,64 @@
+"""Metrics of a (possibly repaired) model: ACC, ASR, RA, and DER between two evaluations.
+
+ASR and RA are measured on test images whose true class is not the target, with the trigger applied:
+ASR = share classified as the target, RA = share classified as their true class (BNA's SIA).
+Percentages are in 0-100.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from attacks import Attack
+from attacks._base import to_float
+from bench.engine import autocast
+from datasets import ImageSet
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+    """Predicted labels for uint8 images, in large batches without autograd."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        with autocast(device):
+            xb = to_float(x[i : i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
+            out.append(model(xb).argmax(1).cpu())
+    return torch.cat(out)
+
+
+def percent(mask: torch.Tensor) -> float:
+    return round(100.0 * mask.float().mean().item(), 4)
+
+
+class TriggeredTestSet:
+    """The test images that measure the backdoor, triggered once and reused for every evaluation."""
+
+    def __init__(self, attack: Attack, test: ImageSet) -> None:
+        keep = test.y != attack.target
+        self.y = test.y[keep]
+        self.x = attack.apply_uint8(test.x[keep])
+
+
+def evaluate(
+    model: nn.Module,
+    test: ImageSet,
+    triggered: TriggeredTestSet | None,
+    target: int,
+    device: torch.device,
+    batch_size: int = 1024,
+) -> dict[str, float | None]:
+    """ACC on the clean test set; ASR and RA on its triggered non-target images (None without a trigger)."""
+    acc = percent(predict(model, test.x, device, batch_size) == test.y)
+    if triggered is None:
+        return {"acc": acc, "asr": None, "ra": None}
+    pred = predict(model, triggered.x, device, batch_size)
+    return {"acc": acc, "asr": percent(pred == target), "ra": percent(pred == triggered.y)}
+
+
+def der(acc_before: float, asr_before: float | None, acc: float, asr: float | None) -> float | None:
+    """Defense effectiveness rating (BackdoorBench, TSBD): (max(0, dASR) - max(0, dACC) + 1) / 2, in 0-100."""
+    if asr_before is None or asr is None:
+        return None
+    return round(100.0 * (max(0.0, asr_before - asr) / 100 - max(0.0, acc_before - acc) / 100 + 1) / 2, 4)

@@ -1,0 +1,176 @@
+"""One grid cell: data -> backdoored model (cached) -> defense -> metrics -> record (+ W&B)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from attacks import Attack
+from bench.cache import ModelCache, cache_key
+from bench.engine import fit, prepare_model
+from bench.errors import ConfigError, check_fraction
+from bench.metrics import TriggeredTestSet, der, evaluate
+from bench.records import SCHEMA_VERSION, record_path, write_record
+from datasets import DataBundle, balanced_subset
+from defenses import DefenderContext
+from models import Normalized
+
+log = logging.getLogger(__name__)
+
+# What conf/attack/none.yaml composes to: the clean model of a row shares the victims' cache.
+CLEAN_ATTACK = {"_target_": "attacks.none.NoAttack"}
+# Keys that change where or how a cell runs, never its result.
+RUN_ONLY_KEYS = ("results_dir", "cache_dir", "logger", "device", "progress", "eval_batch_size")
+DATA_ACCESS_KEYS = ("root", "download")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)  # fmt: skip
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def semantic_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config minus keys that cannot change the result (paths, logging, device)."""
+    out = {k: v for k, v in container(cfg).items() if k not in RUN_ONLY_KEYS}
+    out["dataset"] = {k: v for k, v in out["dataset"].items() if k not in DATA_ACCESS_KEYS}
+    return out
+
+
+def victim_key(sem: dict[str, Any], attack: dict[str, Any]) -> str:
+    """Everything that determines the backdoored model: dataset, model, attack, recipe, seed."""
+    parts = {k: sem[k] for k in ("dataset", "model", "train", "seed")}
+    return cache_key({**parts, "attack": attack})
+
+
+def build_logger(node: DictConfig | None) -> Any:
+    """The configured logger, or None for ``logger=none``; an entry without ``_target_`` is an error."""
+    if not node:
+        return None
+    if "_target_" not in node:
+        raise ConfigError(f"logger config has no _target_: {container(node)}")
+    return instantiate(node)
+
+
+def build_model(cfg: DictConfig, data: DataBundle) -> nn.Module:
+    return Normalized(instantiate(cfg.model, num_classes=data.num_classes), data.mean, data.std)
+
+
+def train_victim(cfg: DictConfig, data: DataBundle, attack: Attack, device: torch.device) -> dict[str, Any]:
+    """Train the (backdoored) model from scratch; the payload the cache stores."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, data)
+    start = time.perf_counter()
+    poisoned = attack.poison(data.train)
+    stats = fit(model, poisoned, instantiate(cfg.train), device, batch_hook=attack.batch_hook,
+                seed=cfg.seed, desc="victim", progress=cfg.progress)  # fmt: skip
+    train_s = time.perf_counter() - start
+    acc = evaluate(model, data.test, None, attack.target, device, cfg.eval_batch_size)["acc"]
+    return {
+        "model": {k: v.cpu() for k, v in model.state_dict().items()},
+        "attack": {k: v.cpu() for k, v in attack.state_dict().items()},
+        "meta": {"acc": acc, "train_s": round(train_s, 3), "images_per_s": round(stats["images_per_s"], 1)},
+    }
+
+
+def cell_id(names: dict[str, str], sem: dict[str, Any]) -> str:
+    """A readable, unique file stem for a cell; the hash separates variants and overrides."""
+    parts = [names[g] for g in ("dataset", "model", "attack", "defense")]
+    return "__".join([*parts, f"s{sem['seed']}", cache_key(sem)[:10]])
+
+
+def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
+    """Run one cell and return its record (also written to ``results_dir``)."""
+    check_fraction("defender_ratio", cfg.defender_ratio, high_closed=False)
+    sem = semantic_config(cfg)
+    cid = cell_id(names, sem)
+    path = record_path(cfg.results_dir, cid)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    data: DataBundle = instantiate(cfg.dataset).load()
+    attack: Attack = instantiate(cfg.attack, seed=cfg.seed)
+    attack.setup(data)
+    defense = instantiate(cfg.defense)
+    logger = build_logger(cfg.get("logger"))
+
+    cache = ModelCache(cfg.cache_dir)
+    key = victim_key(sem, sem["attack"])
+    payload, hit = cache.get_or_create(key, lambda: train_victim(cfg, data, attack, device))
+    model = build_model(cfg, data)
+    model.load_state_dict(payload["model"])
+    attack.load_state_dict(payload["attack"])
+    model = prepare_model(model, device)
+    clean = payload if sem["attack"] == CLEAN_ATTACK else cache.load(victim_key(sem, CLEAN_ATTACK))
+
+    start = time.perf_counter()
+    triggered = TriggeredTestSet(attack, data.test) if attack.has_trigger else None
+    before = evaluate(model, data.test, triggered, attack.target, device, cfg.eval_batch_size)
+    eval_s = time.perf_counter() - start
+
+    defender = data.train.subset(balanced_subset(data.train.y, cfg.defender_ratio, cfg.seed))
+    ctx = DefenderContext(defender, data.num_classes, device, cfg.seed, cfg.progress)
+    start = time.perf_counter()
+    model, info = defense.repair(model, ctx)
+    defense_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    after = evaluate(model, data.test, triggered, attack.target, device, cfg.eval_batch_size)
+    eval_s += time.perf_counter() - start
+
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "cell_id": cid,
+        **{g: names[g] for g in ("dataset", "model", "attack", "defense")},
+        "seed": cfg.seed,
+        "acc_clean_model": clean["meta"]["acc"] if clean else None,
+        "acc_before": before["acc"],
+        "asr_before": before["asr"],
+        "ra_before": before["ra"],
+        **after,
+        "der": der(before["acc"], before["asr"], after["acc"], after["asr"]),
+        "attack_train_s": payload["meta"]["train_s"],
+        "defense_s": round(defense_s, 3),
+        "eval_s": round(eval_s, 3),
+        "cache_hit": hit,
+        "device": str(device),
+        "git_sha": git_sha(),
+        "started_at": started_at,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": container(cfg),
+        "defense_info": info,
+    }
+    write_record(path, record)
+    if logger is not None:
+        logger.log_record(record)
+    return record

@@ -1,0 +1,11 @@
+"""Architectures for 32x32-class images plus timm by name, and the helpers defenses rely on.
+
+Every model takes ``num_classes`` and a ``width`` multiplier (CPU settings use narrow models),
+creates one activation module per use (so defenses can hook each activation layer), and is wrapped
+by ``Normalized`` so that attacks and defenses see images in [0, 1].
+"""
+
+from models._layers import activation_layers, make_act
+from models._normalize import Normalized
+
+__all__ = ["Normalized", "activation_layers", "make_act"]

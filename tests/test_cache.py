@@ -1,0 +1,39 @@
+"""The model cache: built once, checksummed, corrupt entries rebuilt with a warning."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from bench.cache import ModelCache, cache_key
+
+
+def test_key_depends_on_content_not_order() -> None:
+    assert cache_key({"a": 1, "b": 2}) == cache_key({"b": 2, "a": 1})
+    assert cache_key({"a": 1}) != cache_key({"a": 2})
+
+
+def test_built_once(tmp_path: Path) -> None:
+    cache, calls = ModelCache(tmp_path), []
+
+    def build() -> dict:
+        calls.append(1)
+        return {"w": torch.ones(3)}
+
+    first, hit1 = cache.get_or_create("k", build)
+    second, hit2 = cache.get_or_create("k", build)
+    assert (hit1, hit2) == (False, True) and len(calls) == 1
+    assert torch.equal(second["w"], torch.ones(3))
+
+
+def test_truncated_entry_is_rebuilt_with_warning(tmp_path: Path, caplog) -> None:
+    cache = ModelCache(tmp_path)
+    cache.get_or_create("k", lambda: {"w": torch.ones(1000)})
+    path = cache.path("k")
+    path.write_bytes(path.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING):
+        payload, hit = cache.get_or_create("k", lambda: {"w": torch.zeros(2)})
+    assert not hit and torch.equal(payload["w"], torch.zeros(2))
+    assert "fails its checksum" in caplog.text

@@ -1,0 +1,59 @@
+"""The training engine: batched augmentation, recipe validation, learning on a tiny problem."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from bench.engine import Recipe, augment, fit
+from bench.errors import ConfigError
+from datasets import ImageSet
+
+
+def test_crop_is_a_shift_of_the_padded_image() -> None:
+    x = torch.rand(8, 3, 8, 8)
+    out = augment(x, crop_pad=2, hflip=False, gen=torch.Generator().manual_seed(0))
+    padded = nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(8):
+        assert any(
+            torch.equal(out[i], padded[i, :, dy : dy + 8, dx : dx + 8]) for dy in range(5) for dx in range(5)
+        )
+
+
+def test_flip_only_flips() -> None:
+    x = torch.rand(64, 3, 4, 4)
+    out = augment(x, crop_pad=0, hflip=True, gen=torch.Generator().manual_seed(0))
+    same = (out == x).flatten(1).all(1)
+    flipped = (out == x.flip(3)).flatten(1).all(1)
+    assert (same | flipped).all() and same.any() and flipped.any()
+
+
+@pytest.mark.parametrize("kwargs", [{"epochs": -1}, {"batch_size": 0}, {"lr": 0}, {"schedule": "poly"}])
+def test_bad_recipe(kwargs: dict) -> None:
+    with pytest.raises(ConfigError):
+        Recipe(**kwargs)
+
+
+def test_fit_learns_a_separable_problem() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(256) % 2
+    x = torch.randint(0, 100, (256, 3, 8, 8), dtype=torch.uint8, generator=g)
+    x[y == 1] += 120
+    model = nn.Sequential(nn.Flatten(), nn.Linear(192, 2))
+    recipe = Recipe(epochs=10, batch_size=32, lr=0.05, crop_pad=0, hflip=False)
+    stats = fit(model, ImageSet(x, y), recipe, torch.device("cpu"), progress=False)
+    assert stats["loss"] < 0.2 and not model.training
+
+
+def test_batch_hook_sees_float_batches() -> None:
+    seen = []
+
+    def hook(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append((xb.dtype, float(xb.max()), len(yb)))
+        return xb, yb
+
+    data = ImageSet(torch.full((10, 3, 4, 4), 255, dtype=torch.uint8), torch.zeros(10))
+    fit(nn.Sequential(nn.Flatten(), nn.Linear(48, 2)), data, Recipe(epochs=1, batch_size=4, lr=0.1),
+        torch.device("cpu"), batch_hook=hook, progress=False)  # fmt: skip
+    assert seen == [(torch.float32, 1.0, 4), (torch.float32, 1.0, 4), (torch.float32, 1.0, 2)]

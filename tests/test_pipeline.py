@@ -1,0 +1,94 @@
+"""One cell end to end on real Fashion-MNIST (smoke setting), and the CLI's handling of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.pipeline import run_cell
+from bench.records import FIELDS, read_records
+from tests.conftest import REPO, needs_fashion
+
+pytestmark = needs_fashion
+
+
+def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
+    cfg, names = smoke_cfg("attack=badnets", "defense=ft")
+    first = run_cell(cfg, names)
+    assert set(FIELDS) <= set(first)
+    assert not first["cache_hit"] and first["asr_before"] > 50
+    assert first["config"]["attack"]["poison_rate"] == 0.1
+    for key in ("acc_before", "asr_before", "acc", "asr", "ra", "der"):
+        assert 0 <= first[key] <= 100
+    second = run_cell(cfg, names)
+    assert second["cache_hit"] and second["acc_before"] == first["acc_before"]
+    assert second["attack_train_s"] == first["attack_train_s"]
+    records = read_records(cfg.results_dir)
+    assert len(records) == 1 and records[0]["cell_id"] == first["cell_id"]
+
+
+def test_clean_model_accuracy_is_reported_once_cached(smoke_cfg) -> None:
+    clean_cfg, clean_names = smoke_cfg("attack=none", "defense=none")
+    clean = run_cell(clean_cfg, clean_names)
+    assert clean["asr"] is None and clean["der"] is None
+    assert clean["acc_clean_model"] == clean["acc_before"] == clean["acc"]
+    cfg, names = smoke_cfg("attack=blend", "defense=none")
+    record = run_cell(cfg, names)
+    assert record["acc_clean_model"] == clean["acc_before"]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+BAD_INPUT = [
+    ("attack.poison_rate=1.5", "attack.poison_rate must be in (0, 1], got 1.5"),
+    ("attack.target=10", "attack.target must be in [0, 9] for fashion_mnist, got 10"),
+    ("defender_ratio=1", "defender_ratio must be in (0, 1), got 1"),
+    (
+        "dataset.root=/nonexistent dataset.download=false",
+        "dataset.root '/nonexistent' does not hold fashion_mnist and dataset.download=false",
+    ),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, override: str, message: str) -> None:
+    out = run_cli("experiment=smoke", f"results_dir={tmp_path}", *override.split(), cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"error: {message}"]
+
+
+def test_corrupt_cached_model_is_retrained(tmp_path: Path) -> None:
+    args = ("experiment=smoke", f"results_dir={tmp_path}/runs", f"cache_dir={tmp_path}/cache", "defense=none")
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    (entry,) = (tmp_path / "cache").glob("*.pt")
+    entry.write_bytes(entry.read_bytes()[:1000])
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 0 and "fails its checksum" in out.stdout + out.stderr
+    (record,) = (tmp_path / "runs").glob("*.json")
+    assert json.loads(record.read_text())["cache_hit"] is False
+
+
+def test_multirun_and_cfg_job(tmp_path: Path) -> None:
+    out = run_cli("experiment=smoke", "--cfg", "job", cwd=tmp_path)
+    assert out.returncode == 0 and "poison_rate: 0.1" in out.stdout
+    sweep = ("-m", "experiment=smoke", "attack=badnets,blend", "defense=none")
+    out = run_cli(*sweep, f"results_dir={tmp_path}/r", f"cache_dir={tmp_path}/c", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert sorted(r["attack"] for r in read_records(tmp_path / "r")) == ["badnets", "blend"]
+
+
+def test_wandb_offline_run_is_written(smoke_cfg, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg, names = smoke_cfg("logger=wandb", f"logger.dir={tmp_path}", "defense=none")
+    run_cell(cfg, names)
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
