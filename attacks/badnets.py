@@ -1,8 +1,9 @@
 """BadNets (Gu et al., 2017, "BadNets: Identifying Vulnerabilities in the ML Model Supply Chain").
 
 x' = (1 - m) x + m p with a small fixed patch. Variants:
-- ``parity`` (UNIT / BackdoorVault experiments): a 5x5 patch of seeded random colours at offset 1
-  from the top-left corner;
+- ``parity`` (UNIT's reference code): a patch of side H/6 at offset H/32 from the top-left corner
+  (5x5 at offset 1 on 32x32 images). UNIT pastes a flower image there; its licence is unknown, so the
+  patch here holds seeded random binary colours;
 - ``backdoorbench``: a 3x3 white square in the bottom-right corner.
 """
 
@@ -29,7 +30,8 @@ class BadNets(PoisoningAttack):
         c, h, w = image_shape
         mask = torch.zeros(1, 1, h, w)
         if self.variant == "parity":
-            size, top, left = 5, 1, 1
+            size, top = h // 6, h // 32
+            left = top
             patch = torch.randint(0, 2, (1, c, size, size), generator=self.generator(2)).float()
         else:
             size = 3

@@ -1,0 +1,100 @@
+"""Per-element upper bounds on activation layers: the mechanism of UNIT and of uniform clipping.
+
+Any elementwise activation module (found by ``models.activation_layers``) is wrapped in place by a
+``BoundedActivation`` holding one bound per element of its output (C, H, W for conv features). The
+wrapped model stays an ordinary ``nn.Module``: the bounds are buffers, so it saves, loads (after
+``wrap_activations`` with the same names) and evaluates like any other model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from attacks._base import to_float
+from models import activation_layers
+
+
+class BoundedActivation(nn.Module):
+    """``min(act(x), relu(bound))``: the bound's gradient is the upstream gradient where act(x) > bound,
+    and a bound pushed below 0 acts as 0 (UNIT, Sec. 4)."""
+
+    def __init__(self, act: nn.Module, bound: torch.Tensor) -> None:
+        super().__init__()
+        self.act = act
+        self.register_buffer("bound", bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(self.act(x), F.relu(self.bound))
+
+
+def activation_types(names: list[str] | tuple[str, ...]) -> tuple[type[nn.Module], ...]:
+    """torch.nn classes from their names (``ReLU``, ``GELU``, ...)."""
+    types = []
+    for name in names:
+        cls = getattr(nn, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise ValueError(f"defense.activations: {name!r} is not a torch.nn module class")
+        types.append(cls)
+    return tuple(types)
+
+
+def find_activations(model: nn.Module, types: tuple[type[nn.Module], ...]) -> list[tuple[str, nn.Module]]:
+    layers = [(n, m) for n, m in activation_layers(model, types) if not isinstance(m, BoundedActivation)]
+    if not layers:
+        names = ", ".join(t.__name__ for t in types)
+        raise ValueError(f"{type(model).__name__} has no activation module of type {names} to bound")
+    return layers
+
+
+@torch.no_grad()
+def activation_statistics(
+    model: nn.Module, layers: list[tuple[str, nn.Module]], x: torch.Tensor, device: torch.device,
+    batch_size: int = 512,
+) -> dict[str, dict[str, torch.Tensor]]:  # fmt: skip
+    """Per-element mean, unbiased std and max of each layer's output over uint8 images ``x``."""
+    sums: dict[str, list[torch.Tensor]] = {}
+
+    def hook(name: str):
+        def record(_: nn.Module, __: object, out: torch.Tensor) -> None:
+            out = out.detach().double()
+            acc = sums.setdefault(name, [torch.zeros_like(out[0]), torch.zeros_like(out[0]), out[0].clone()])
+            acc[0] += out.sum(0)
+            acc[1] += (out * out).sum(0)
+            acc[2] = torch.maximum(acc[2], out.amax(0))
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers]
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            model(to_float(x[i : i + batch_size].to(device)).contiguous(memory_format=torch.channels_last))
+    finally:
+        for h in handles:
+            h.remove()
+    n = len(x)
+    stats = {}
+    for name, (s, sq, mx) in sums.items():
+        mean = s / n
+        var = ((sq - n * mean * mean) / max(n - 1, 1)).clamp_min(0)
+        stats[name] = {"mean": mean.float(), "std": var.sqrt().float(), "max": mx.float()}
+    return stats
+
+
+def wrap_activations(model: nn.Module, bounds: dict[str, torch.Tensor]) -> list[BoundedActivation]:
+    """Replace each named activation module by a ``BoundedActivation`` with the given bound, in place."""
+    wrapped = []
+    for name, bound in bounds.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        module = BoundedActivation(getattr(parent, child), bound)
+        setattr(parent, child, module)
+        wrapped.append(module)
+    return wrapped
+
+
+def bound_l1(modules: list[BoundedActivation]) -> torch.Tensor:
+    """UNIT's regulariser: the sum over layers of the mean (non-negative) bound."""
+    return sum(F.relu(m.bound).mean() for m in modules)  # type: ignore[return-value]

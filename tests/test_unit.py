@@ -1,0 +1,135 @@
+"""UNIT and uniform clipping: the bound mechanism, its gradients, the schedules, the guarantees."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from bench.pipeline import run_cell
+from datasets import ImageSet
+from defenses._base import DefenderContext
+from defenses._bounds import BoundedActivation, activation_statistics, find_activations, wrap_activations
+from defenses.clip_uniform import UniformClip
+from defenses.unit import UNIT, AlphaSchedule, accuracy, split_train_val
+from models import Normalized
+from models.resnet import resnet18
+from tests.conftest import needs_fashion
+
+CPU = torch.device("cpu")
+
+
+def toy_data(n: int = 200, seed: int = 0) -> ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 10
+    x = torch.randint(0, 60, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    for c in range(10):  # class c brightens row band c, so a small model can learn it
+        x[y == c, :, 3 * c : 3 * c + 3] += 180
+    return ImageSet(x, y)
+
+
+def trained_toy_model() -> nn.Module:
+    from bench.engine import Recipe, fit
+
+    torch.manual_seed(0)
+    model = Normalized(resnet18(10, width=0.125), (0.5,) * 3, (0.5,) * 3)
+    fit(model, toy_data(400, 1), Recipe(epochs=3, batch_size=50, lr=0.05, crop_pad=0, hflip=False), CPU,
+        progress=False)  # fmt: skip
+    return model
+
+
+def test_clipped_forward_is_minimum_with_relu_bound() -> None:
+    model = resnet18(10, width=0.125).eval()
+    layers = find_activations(model, (nn.ReLU,))
+    x = torch.rand(4, 3, 32, 32)
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: seen.__setitem__(n, o)) for n, m in layers]
+    model(x)
+    for h in hooks:
+        h.remove()
+    bounds = {n: torch.randn(seen[n].shape[1:]) for n, _ in layers}
+    wrap_activations(model, bounds)
+    clipped: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for n, _ in layers:
+        module = model.get_submodule(n)
+        assert isinstance(module, BoundedActivation)
+        module.act.register_forward_hook(lambda _m, _i, o, n=n: clipped.__setitem__(n, (o,)))
+        module.register_forward_hook(lambda _m, _i, o, n=n: clipped.__setitem__(n, (*clipped[n], o)))
+    model(x)
+    for n, _ in layers:
+        pre, post = clipped[n]
+        assert torch.equal(post, torch.minimum(pre, torch.relu(bounds[n])))
+
+
+def test_bound_gradient_only_where_activation_exceeds_bound() -> None:
+    act = BoundedActivation(nn.ReLU(), torch.tensor([0.5, 0.5, -0.2, 2.0]).requires_grad_(True))
+    x = torch.tensor([[1.0, 0.1, 3.0, 1.0], [0.2, 0.7, 0.0, 1.5]])
+    act(x).sum().backward()
+    # element 0: exceeded once; 1: exceeded once; 2: bound below 0 acts as 0, no gradient; 3: never.
+    assert act.bound.grad.tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_no_activation_module_is_a_clear_error() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    ctx = DefenderContext(toy_data(50), 10, CPU, progress=False)
+    with pytest.raises(ValueError, match="has no activation module of type ReLU"):
+        UNIT().repair(model, ctx)
+
+
+def test_paper_schedule_halves_after_a_step_that_broke_eps() -> None:
+    s = AlphaSchedule("paper", 1e-3, patience=5)
+    s.update(feasible=True)
+    assert s.alpha == pytest.approx(2e-3)
+    s.update(feasible=False)
+    assert s.alpha == pytest.approx(1e-3)
+
+
+def test_code_schedule_uses_patience() -> None:
+    s = AlphaSchedule("code", 1e-3, patience=5)
+    for _ in range(4):
+        s.update(feasible=True)
+    assert s.alpha == pytest.approx(1e-3)
+    s.update(feasible=True)
+    assert s.alpha == pytest.approx(2e-3)
+    for _ in range(5):
+        s.update(feasible=False)
+    assert s.alpha == pytest.approx(2e-3 / 2**1.5)
+
+
+def test_split_is_per_class_4_to_1() -> None:
+    train, val = split_train_val(toy_data(200), 0.2, seed=0)
+    assert torch.bincount(val.y).tolist() == [4] * 10 and torch.bincount(train.y).tolist() == [16] * 10
+
+
+@pytest.mark.parametrize("schedule", ["paper", "code"])
+def test_unit_keeps_validation_accuracy_within_eps(schedule: str) -> None:
+    model = trained_toy_model()
+    data = toy_data(200, seed=2)
+    _, val = split_train_val(data, 0.2, seed=0)
+    x_val, y_val = val.x.float() / 255, val.y
+    acc0 = accuracy(model.eval(), x_val, y_val)
+    unit = UNIT(eps=0.05, steps=40, schedule=schedule, stop_patience=None)
+    repaired, info = unit.repair(model, DefenderContext(data, 10, CPU, progress=False))
+    assert acc0 - accuracy(repaired, x_val, y_val) <= 0.05 + 1e-9
+    assert info["bound_l1_final"] <= info["bound_l1_init"] and info["steps_run"] == 40
+    assert info["layers"] == 17 and all(not p.requires_grad for p in repaired.buffers())
+    state = repaired.state_dict()
+    assert "net.layer1.0.act1.bound" in state  # bounds are ordinary buffers: saved and loaded with the model
+
+
+def test_uniform_clip_bounds_match_statistics() -> None:
+    model = resnet18(10, width=0.125).eval()
+    data = toy_data(60)
+    stats = activation_statistics(model, find_activations(model, (nn.ReLU,)), data.x, CPU)
+    repaired, info = UniformClip(z=2.0).repair(model, DefenderContext(data, 10, CPU, progress=False))
+    bound = repaired.get_submodule("layer2.0.act1").bound
+    assert torch.allclose(bound, stats["layer2.0.act1"]["mean"] + 2.0 * stats["layer2.0.act1"]["std"])
+    assert info["layers"] == 17
+
+
+@needs_fashion
+@pytest.mark.parametrize("model", ["resnet18", "preact_resnet18", "vgg11", "mobilenet"])
+def test_unit_smoke_cell_on_architectures(smoke_cfg, model: str) -> None:
+    cfg, names = smoke_cfg(f"model={model}", "defense=unit", "defense.steps=10")
+    record = run_cell(cfg, names)
+    assert record["defense_info"]["layers"] > 0 and record["defense_info"]["steps_run"] <= 10
