@@ -6,6 +6,7 @@ import logging
 import random
 import subprocess
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -109,37 +110,59 @@ def cell_id(names: dict[str, str], sem: dict[str, Any]) -> str:
     return "__".join([*parts, f"s{sem['seed']}", cache_key(sem)[:10]])
 
 
+@dataclass
+class Victim:
+    """The (backdoored) model of a cell with the data and attack it was made with."""
+
+    data: DataBundle
+    attack: Attack
+    model: nn.Module
+    payload: dict[str, Any]
+    cache_hit: bool
+
+    def defender_context(self, cfg: DictConfig, device: torch.device) -> DefenderContext:
+        """The defender's clean data: a seeded, class-balanced share of the clean training set."""
+        defender = self.data.train.subset(balanced_subset(self.data.train.y, cfg.defender_ratio, cfg.seed))
+        return DefenderContext(defender, self.data.num_classes, device, cfg.seed, cfg.progress)
+
+
+def load_victim(cfg: DictConfig, device: torch.device) -> Victim:
+    """Load the cell's data and victim model, training (and caching) the model on a cache miss."""
+    check_fraction("defender_ratio", cfg.defender_ratio, high_closed=False)
+    seed_everything(cfg.seed)
+    data: DataBundle = instantiate(cfg.dataset).load()
+    attack: Attack = instantiate(cfg.attack, seed=cfg.seed)
+    attack.setup(data)
+    sem = semantic_config(cfg)
+    payload, hit = ModelCache(cfg.cache_dir).get_or_create(
+        victim_key(sem, sem["attack"]), lambda: train_victim(cfg, data, attack, device)
+    )
+    model = build_model(cfg, data)
+    model.load_state_dict(payload["model"])
+    attack.load_state_dict(payload["attack"])
+    return Victim(data, attack, prepare_model(model, device), payload, hit)
+
+
 def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
     """Run one cell and return its record (also written to ``results_dir``)."""
-    check_fraction("defender_ratio", cfg.defender_ratio, high_closed=False)
     sem = semantic_config(cfg)
     cid = cell_id(names, sem)
     path = record_path(cfg.results_dir, cid)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    data: DataBundle = instantiate(cfg.dataset).load()
-    attack: Attack = instantiate(cfg.attack, seed=cfg.seed)
-    attack.setup(data)
     defense = instantiate(cfg.defense)
     logger = build_logger(cfg.get("logger"))
-
-    cache = ModelCache(cfg.cache_dir)
-    key = victim_key(sem, sem["attack"])
-    payload, hit = cache.get_or_create(key, lambda: train_victim(cfg, data, attack, device))
-    model = build_model(cfg, data)
-    model.load_state_dict(payload["model"])
-    attack.load_state_dict(payload["attack"])
-    model = prepare_model(model, device)
-    clean = payload if sem["attack"] == CLEAN_ATTACK else cache.load(victim_key(sem, CLEAN_ATTACK))
+    victim = load_victim(cfg, device)
+    data, attack, model, payload = victim.data, victim.attack, victim.model, victim.payload
+    clean_key = victim_key(sem, CLEAN_ATTACK)
+    clean = payload if sem["attack"] == CLEAN_ATTACK else ModelCache(cfg.cache_dir).load(clean_key)
 
     start = time.perf_counter()
     triggered = TriggeredTestSet(attack, data.test) if attack.has_trigger else None
     before = evaluate(model, data.test, triggered, attack.target, device, cfg.eval_batch_size)
     eval_s = time.perf_counter() - start
 
-    defender = data.train.subset(balanced_subset(data.train.y, cfg.defender_ratio, cfg.seed))
-    ctx = DefenderContext(defender, data.num_classes, device, cfg.seed, cfg.progress)
+    ctx = victim.defender_context(cfg, device)
     start = time.perf_counter()
     model, info = defense.repair(model, ctx)
     defense_s = time.perf_counter() - start
@@ -162,7 +185,7 @@ def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
         "attack_train_s": payload["meta"]["train_s"],
         "defense_s": round(defense_s, 3),
         "eval_s": round(eval_s, 3),
-        "cache_hit": hit,
+        "cache_hit": victim.cache_hit,
         "device": str(device),
         "git_sha": git_sha(),
         "started_at": started_at,

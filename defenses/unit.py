@@ -154,7 +154,8 @@ class UNIT(Defense):
             init_l1 = float(bound_l1(modules))
             init_feasible = acc0 - accuracy(model, x_val, y_val) <= self.eps
         best = [b.detach().clone() for b in bounds]
-        best_l1, best_step, last_improved = init_l1, 0, 0
+        best_l1, best_step = init_l1, 0
+        progress_l1, last_progress = init_l1, 0  # early stop: best L1 when it last tightened by stop_tol
         step = 0
         bar = tqdm(range(1, self.steps + 1), desc="unit", disable=not ctx.progress, leave=False)
         for step in bar:
@@ -171,13 +172,13 @@ class UNIT(Defense):
                 l1 = float(bound_l1(modules))
             feasible = acc0 - acc <= self.eps
             if feasible and l1 < best_l1:
-                if l1 < best_l1 * (1 - self.stop_tol):
-                    last_improved = step
                 best = [b.detach().clone() for b in bounds]
                 best_l1, best_step = l1, step
+                if best_l1 < progress_l1 * (1 - self.stop_tol):
+                    progress_l1, last_progress = best_l1, step
             schedule.update(feasible)
             bar.set_postfix(acc=f"{100 * acc:.1f}", l1=f"{l1:.3f}", alpha=f"{schedule.alpha:.2g}")
-            if self.stop_patience is not None and step - last_improved >= self.stop_patience:
+            if self.stop_patience is not None and step - last_progress >= self.stop_patience:
                 break
         bar.close()
         with torch.no_grad():

@@ -1,0 +1,62 @@
+"""Inference time of a victim model before and after a defense, over the whole test set.
+
+Composes the same config as ``python -m bench`` from the given overrides, loads (or trains) the cell's
+victim from the model cache, repairs it with the configured defense, and times a full pass over the
+test set for both models (median of ``--repeats``). Prints JSON.
+Usage: python scripts/bench_inference.py experiment=cpu attack=badnets defense=unit [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from bench.entry import CONF_DIR
+from bench.metrics import predict
+from bench.pipeline import load_victim, resolve_device
+
+
+def median_seconds(
+    model: torch.nn.Module, x: torch.Tensor, device: torch.device, batch: int, n: int
+) -> float:
+    predict(model, x[:batch], device, batch)  # warm-up
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        predict(model, x, device, batch)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("config", overrides=[*args.overrides, "progress=false"])
+    device = resolve_device(cfg.device)
+    victim = load_victim(cfg, device)
+    x = victim.data.test.x
+    repaired, _ = instantiate(cfg.defense).repair(
+        copy.deepcopy(victim.model), victim.defender_context(cfg, device)
+    )
+    before = median_seconds(victim.model, x, device, cfg.eval_batch_size, args.repeats)
+    after = median_seconds(repaired, x, device, cfg.eval_batch_size, args.repeats)
+    print(json.dumps({
+        "overrides": args.overrides, "test_images": len(x), "repeats": args.repeats,
+        "original_s": round(before, 4), "defended_s": round(after, 4),
+        "overhead_percent": round(100 * (after - before) / before, 2),
+        "threads": torch.get_num_threads(), "device": str(device),
+    }, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The runs behind results/cpu/README.md and results/cpu/unit.md (CPU setting, 2 cores, no GPU).
+# Resumable: victims come from the model cache; each cell rewrites its own record.
+set -euo pipefail
+py=${PY:-.venv/bin/python}
+common=(experiment=cpu progress=false logger=none)
+"$py" -m bench -m "${common[@]}" attack=none,badnets,blend defense=none,ft
+"$py" -m bench -m "${common[@]}" attack=none,badnets,blend defense=unit defense.schedule=paper,code
+"$py" -m bench -m "${common[@]}" attack=badnets,blend defense=clip_uniform defense.z=1.5,2,3,3.5,4
+# UNIT without early stopping: all 300 steps, as the reference loop runs
+"$py" -m bench "${common[@]}" attack=badnets defense=unit defense.stop_patience=null
+for attack in badnets blend; do
+    "$py" scripts/bench_inference.py "${common[@]}" attack=$attack defense=unit
+done
