@@ -57,7 +57,12 @@ def main() -> None:
         frame = frame[frame.attack.isin(args.attack)]
     if args.defense:
         frame = frame[frame.defense.isin(args.defense)]
-    print(cell_table(frame, args.by).to_markdown(index=False, floatfmt=".2f"))
+    table = cell_table(frame, args.by)
+    print(
+        table.astype(object)
+        .where(table.notna(), None)
+        .to_markdown(index=False, floatfmt=".2f", missingval="")
+    )
 
 
 if __name__ == "__main__":

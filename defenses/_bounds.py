@@ -52,9 +52,13 @@ class BoundedActivation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.act(x)
-        if torch.is_grad_enabled() and self.bound.requires_grad:
-            return UpperClip.apply(a, self.bound)
-        return torch.minimum(a, F.relu(self.bound))
+        if torch.is_grad_enabled():
+            if self.bound.requires_grad:
+                return UpperClip.apply(a, self.bound)
+            return torch.minimum(a, F.relu(self.bound))
+        if a is x:  # an in-place activation returned its input: leave the caller's tensor intact
+            return torch.minimum(a, F.relu(self.bound))
+        return a.clamp_max_(F.relu(self.bound))  # inference: in place on the fresh output, no allocation
 
 
 def activation_types(names: list[str] | tuple[str, ...]) -> tuple[type[nn.Module], ...]:

@@ -2,7 +2,7 @@
 
 Composes the same config as ``python -m bench`` from the given overrides, loads (or trains) the cell's
 victim from the model cache, repairs it with the configured defense, and times a full pass over the
-test set for both models (median of ``--repeats``). Prints JSON.
+test set for both models (median of ``--repeats`` alternating passes). Prints JSON.
 Usage: python scripts/bench_inference.py experiment=cpu attack=badnets defense=unit [--repeats 5]
 """
 
@@ -24,15 +24,19 @@ from bench.pipeline import load_victim, resolve_device
 
 
 def median_seconds(
-    model: torch.nn.Module, x: torch.Tensor, device: torch.device, batch: int, n: int
-) -> float:
-    predict(model, x[:batch], device, batch)  # warm-up
-    times = []
+    models: list[torch.nn.Module], x: torch.Tensor, device: torch.device, batch: int, n: int
+) -> list[float]:
+    """Median wall-clock of a full pass per model; passes alternate between the models so that drift in
+    machine load hits all of them alike."""
+    for model in models:
+        predict(model, x[:batch], device, batch)  # warm-up
+    times: list[list[float]] = [[] for _ in models]
     for _ in range(n):
-        start = time.perf_counter()
-        predict(model, x, device, batch)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for model, t in zip(models, times, strict=True):
+            start = time.perf_counter()
+            predict(model, x, device, batch)
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -48,8 +52,7 @@ def main() -> None:
     repaired, _ = instantiate(cfg.defense).repair(
         copy.deepcopy(victim.model), victim.defender_context(cfg, device)
     )
-    before = median_seconds(victim.model, x, device, cfg.eval_batch_size, args.repeats)
-    after = median_seconds(repaired, x, device, cfg.eval_batch_size, args.repeats)
+    before, after = median_seconds([victim.model, repaired], x, device, cfg.eval_batch_size, args.repeats)
     print(json.dumps({
         "overrides": args.overrides, "test_images": len(x), "repeats": args.repeats,
         "original_s": round(before, 4), "defended_s": round(after, 4),

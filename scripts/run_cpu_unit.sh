@@ -9,6 +9,8 @@ common=(experiment=cpu progress=false logger=none)
 "$py" -m bench -m "${common[@]}" attack=badnets,blend defense=clip_uniform defense.z=1.5,2,3,3.5,4
 # UNIT without early stopping: all 300 steps, as the reference loop runs
 "$py" -m bench "${common[@]}" attack=badnets defense=unit defense.stop_patience=null
+# inference time, original vs UNIT-clipped (results/cpu/unit_inference.json)
 for attack in badnets blend; do
-    "$py" scripts/bench_inference.py "${common[@]}" attack=$attack defense=unit
-done
+    "$py" scripts/bench_inference.py "${common[@]}" attack=$attack defense=unit --repeats 7
+done > results/cpu/unit_inference.json
+"$py" scripts/bench_throughput.py > results/cpu/throughput.json

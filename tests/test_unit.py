@@ -133,3 +133,17 @@ def test_unit_smoke_cell_on_architectures(smoke_cfg, model: str) -> None:
     cfg, names = smoke_cfg(f"model={model}", "defense=unit", "defense.steps=10")
     record = run_cell(cfg, names)
     assert record["defense_info"]["layers"] > 0 and record["defense_info"]["steps_run"] <= 10
+
+
+def test_inference_path_matches_and_repaired_model_can_be_fine_tuned() -> None:
+    model = resnet18(10, width=0.125).eval()
+    layers = find_activations(model, (nn.ReLU,))
+    x = torch.rand(3, 3, 32, 32)
+    stats = activation_statistics(model, layers, (x * 255).to(torch.uint8), CPU)
+    wrap_activations(model, {n: s["mean"] for n, s in stats.items()})
+    with torch.no_grad():
+        fast = model(x)
+    slow = model(x)  # grad enabled, bounds constant: the out-of-place path
+    assert torch.allclose(fast, slow)
+    slow.sum().backward()  # weights still train through a clipped model
+    assert model.conv1.weight.grad is not None

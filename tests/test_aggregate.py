@@ -1,0 +1,34 @@
+"""The aggregator reads records only and keeps a missing value a gap, not a zero."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.aggregate import cell_table, records_frame
+
+
+def write(path: Path, **fields: object) -> None:
+    record = {"dataset": "d", "model": "m", "acc_clean_model": None, "acc_before": 90.0, "asr_before": 100.0,
+              "acc": 89.0, "asr": 1.0, "ra": 88.0, "der": 99.0, "attack_train_s": 1.0, "defense_s": 2.0,
+              "config": {"defense": {"z": 1.5}}} | fields  # fmt: skip
+    path.write_text(json.dumps(record))
+
+
+def test_cells_with_config_columns(tmp_path: Path) -> None:
+    write(tmp_path / "a.json", attack="badnets", defense="clip_uniform")
+    write(tmp_path / "b.json", attack="none", defense="none", asr=None, config={"defense": {}})
+    table = cell_table(records_frame(tmp_path), ["defense.z"])
+    assert list(table.attack) == ["badnets", "none"]
+    assert table.iloc[0]["defense.z"] == 1.5
+    assert table.iloc[1]["asr"] != table.iloc[1]["asr"]  # NaN: a gap, not 0
+
+
+def test_unknown_column_and_empty_dir(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        records_frame(tmp_path)
+    write(tmp_path / "a.json", attack="badnets", defense="ft")
+    with pytest.raises(KeyError, match="config.defense.nope"):
+        cell_table(records_frame(tmp_path), ["defense.nope"])
