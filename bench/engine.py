@@ -106,7 +106,9 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     model.train()
     start, seen, loss_sum = time.perf_counter(), 0, torch.zeros(())
-    bar = tqdm(total=recipe.epochs * steps_per_epoch, desc=desc, disable=not progress, leave=False)
+    bar = tqdm(
+        total=recipe.epochs * steps_per_epoch, desc=desc, disable=None if progress else True, leave=False
+    )
     for _ in range(recipe.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)

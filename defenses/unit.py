@@ -15,7 +15,8 @@ Deliberate differences from the reference code, each a fix or an engineering cha
   steps; ``stop_patience=null`` runs all ``steps``;
 - ``augment``: fresh crop/flip per step on the defender's training split (the reference freezes one
   augmented copy at collection time); the validation split is never augmented;
-- the defender split is seeded and class-balanced (the reference takes samples in dataset order).
+- the defender split is seeded and class-balanced (the reference takes samples in dataset order);
+- alpha is kept within alpha0 * 2^(+-40): the paper's unbounded doubling overflows Adam's float32 state.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from defenses._bounds import (
 )
 
 SCHEDULES = ("paper", "code")
+# alpha stays within alpha0 * 2^(+-40). Algorithm 1 doubles it without limit; after ~80 feasible steps
+# alpha^2 * grad^2 overflows Adam's float32 second moment, every update becomes 0 and the bounds freeze.
+ALPHA_RANGE_LOG2 = 40
 
 
 def split_train_val(data: ImageSet, val_ratio: float, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -69,6 +73,12 @@ class AlphaSchedule:
         self.set_counter = self.up_counter = self.down_counter = 0
 
     def update(self, feasible: bool) -> None:
+        self._step(feasible)
+        self.alpha = min(
+            max(self.alpha, self.alpha0 * 2.0**-ALPHA_RANGE_LOG2), self.alpha0 * 2.0**ALPHA_RANGE_LOG2
+        )
+
+    def _step(self, feasible: bool) -> None:
         if self.kind == "paper":
             self.alpha = self.alpha * 2 if feasible else self.alpha / 2
             return
@@ -157,7 +167,7 @@ class UNIT(Defense):
         best_l1, best_step = init_l1, 0
         progress_l1, last_progress = init_l1, 0  # early stop: best L1 when it last tightened by stop_tol
         step = 0
-        bar = tqdm(range(1, self.steps + 1), desc="unit", disable=not ctx.progress, leave=False)
+        bar = tqdm(range(1, self.steps + 1), desc="unit", disable=None if ctx.progress else True, leave=False)
         for step in bar:
             idx = torch.randperm(len(y_all), generator=gen)[:batch].to(device)
             xb = to_float(x_all[idx])

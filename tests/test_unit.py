@@ -147,3 +147,15 @@ def test_inference_path_matches_and_repaired_model_can_be_fine_tuned() -> None:
     assert torch.allclose(fast, slow)
     slow.sum().backward()  # weights still train through a clipped model
     assert model.conv1.weight.grad is not None
+
+
+def test_paper_schedule_alpha_stays_finite_for_adam() -> None:
+    s = AlphaSchedule("paper", 1e-3, patience=5)
+    for _ in range(500):
+        s.update(feasible=True)
+    assert s.alpha == pytest.approx(1e-3 * 2.0**40)
+    bound = torch.ones(16, requires_grad=True)
+    opt = torch.optim.Adam([bound], lr=1e-3)
+    (s.alpha * bound.mean()).backward()
+    opt.step()
+    assert bound.detach().lt(1).all()  # the step still moves the bounds
