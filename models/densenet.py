@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
+from models._head import PooledClassifier
 from models._layers import make_act
 
 
@@ -38,7 +39,7 @@ class Transition(nn.Module):
         return self.pool(self.conv(self.act(self.bn(x))))
 
 
-class DenseNet(nn.Module):
+class DenseNet(PooledClassifier):
     def __init__(
         self,
         blocks: tuple[int, ...] = (6, 12, 24, 16),
@@ -64,7 +65,6 @@ class DenseNet(nn.Module):
         self.num_stages = len(blocks)
         self.bn = nn.BatchNorm2d(planes)
         self.act = make_act(act)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(planes, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,12 +74,6 @@ class DenseNet(nn.Module):
             if i < self.num_stages:
                 x = getattr(self, f"trans{i}")(x)
         return self.act(self.bn(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def densenet121(num_classes: int = 10, width: float = 1.0, act: str = "ReLU") -> DenseNet:

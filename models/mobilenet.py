@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from models._head import PooledClassifier
 from models._layers import make_act
 from models.resnet import scaled
 
@@ -39,7 +40,7 @@ class InvertedResidual(nn.Module):
         return out + self.shortcut(x) if self.stride == 1 else out
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(PooledClassifier):
     def __init__(self, num_classes: int = 10, width: float = 1.0, act: str = "ReLU") -> None:
         super().__init__()
         stem = scaled(32, width)
@@ -57,18 +58,11 @@ class MobileNetV2(nn.Module):
         self.conv2 = nn.Conv2d(in_planes, head, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(head)
         self.act2 = make_act(act)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(head, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layers(self.act1(self.bn1(self.conv1(x))))
         return self.act2(self.bn2(self.conv2(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def mobilenet(num_classes: int = 10, width: float = 1.0, act: str = "ReLU") -> MobileNetV2:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from models._head import PooledClassifier
 from models._layers import make_act
-from models.resnet import scaled
+from models.resnet import add_stages, scaled
 
 
 class PreActBlock(nn.Module):
@@ -33,34 +34,21 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class PreActResNet(nn.Module):
+class PreActResNet(PooledClassifier):
     def __init__(
         self, blocks: tuple[int, ...], num_classes: int = 10, width: float = 1.0, act: str = "ReLU"
     ) -> None:
         super().__init__()
         planes = [scaled(c, width) for c in (64, 128, 256, 512)]
         self.conv1 = nn.Conv2d(3, planes[0], 3, 1, 1, bias=False)
-        in_planes = planes[0]
-        for i, (p, n) in enumerate(zip(planes, blocks, strict=True)):
-            layer = []
-            for j in range(n):
-                layer.append(PreActBlock(in_planes, p, 2 if (i > 0 and j == 0) else 1, act))
-                in_planes = p
-            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
-        self.bn = nn.BatchNorm2d(in_planes)
+        add_stages(self, PreActBlock, planes, blocks, act)
+        self.bn = nn.BatchNorm2d(planes[-1])
         self.act = make_act(act)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.linear = nn.Linear(in_planes, num_classes)
+        self.linear = nn.Linear(planes[-1], num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
         return self.act(self.bn(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def preact_resnet18(num_classes: int = 10, width: float = 1.0, act: str = "ReLU") -> PreActResNet:

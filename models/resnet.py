@@ -6,14 +6,30 @@ conv1/bn1/conv2/bn2/shortcut), so its checkpoints load. Each ReLU is its own mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 
+from models._head import PooledClassifier
 from models._layers import make_act
 
 
 def scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
+
+
+def add_stages(
+    model: nn.Module, block: Callable[[int, int, int, str], nn.Module], planes: list[int],
+    blocks: tuple[int, ...], act: str,
+) -> None:  # fmt: skip
+    """``layer1..layerN``: stage i has ``blocks[i]`` blocks of width ``planes[i]``; stages after the
+    first halve the resolution in their first block."""
+    in_planes = planes[0]
+    for i, (p, n) in enumerate(zip(planes, blocks, strict=True)):
+        layer = [block(in_planes if j == 0 else p, p, 2 if (i > 0 and j == 0) else 1, act) for j in range(n)]
+        setattr(model, f"layer{i + 1}", nn.Sequential(*layer))
+        in_planes = p
 
 
 class BasicBlock(nn.Module):
@@ -39,7 +55,7 @@ class BasicBlock(nn.Module):
         return self.act2(out + self.shortcut(x))
 
 
-class ResNet(nn.Module):
+class ResNet(PooledClassifier):
     def __init__(
         self, blocks: tuple[int, ...], num_classes: int = 10, width: float = 1.0, act: str = "ReLU"
     ) -> None:
@@ -48,25 +64,12 @@ class ResNet(nn.Module):
         self.conv1 = nn.Conv2d(3, planes[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes[0])
         self.act = make_act(act)
-        in_planes = planes[0]
-        for i, (p, n) in enumerate(zip(planes, blocks, strict=True)):
-            layer = []
-            for j in range(n):
-                layer.append(BasicBlock(in_planes, p, 2 if (i > 0 and j == 0) else 1, act))
-                in_planes = p
-            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.linear = nn.Linear(in_planes, num_classes)
+        add_stages(self, BasicBlock, planes, blocks, act)
+        self.linear = nn.Linear(planes[-1], num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.bn1(self.conv1(x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def resnet18(num_classes: int = 10, width: float = 1.0, act: str = "ReLU") -> ResNet:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from models._head import PooledClassifier
 from models._layers import make_act
 from models.resnet import scaled
 
 PLANS = {"vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")}
 
 
-class VGG(nn.Module):
+class VGG(PooledClassifier):
+    head_name = "classifier"
+
     def __init__(self, plan: str = "vgg11", num_classes: int = 10, width: float = 1.0, act: str = "ReLU"):
         super().__init__()
         layers: list[nn.Module] = []
@@ -24,17 +27,10 @@ class VGG(nn.Module):
                 layers += [nn.Conv2d(in_ch, out, 3, padding=1), nn.BatchNorm2d(out), make_act(act)]
                 in_ch = out
         self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(in_ch, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def vgg11(num_classes: int = 10, width: float = 1.0, act: str = "ReLU") -> VGG:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from models._head import PooledClassifier
 from models._layers import make_act
 from models.resnet import scaled
 
@@ -31,7 +32,9 @@ class WideBlock(nn.Module):
         return out + (x if self.equal else self.shortcut(pre))
 
 
-class WideResNet(nn.Module):
+class WideResNet(PooledClassifier):
+    head_name = "fc"
+
     def __init__(
         self, depth: int = 16, widen_factor: int = 4, num_classes: int = 10, width: float = 1.0,
         act: str = "ReLU",
@@ -50,15 +53,8 @@ class WideResNet(nn.Module):
             in_planes = p
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.act = make_act(act)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block3(self.block2(self.block1(self.conv1(x))))
         return self.act(self.bn1(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
