@@ -14,3 +14,7 @@ for attack in badnets blend; do
     "$py" scripts/bench_inference.py "${common[@]}" attack=$attack defense=unit --repeats 7
 done > results/cpu/unit_inference.json
 "$py" scripts/bench_throughput.py > results/cpu/throughput.json
+# why Blend resists clipping: share of elements above the initial bound (results/cpu/unit_bound_exceedance.json)
+for attack in badnets blend; do
+    "$py" scripts/bound_exceedance.py experiment=cpu attack=$attack
+done > results/cpu/unit_bound_exceedance.json
