@@ -10,6 +10,8 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
@@ -20,6 +22,13 @@ from bench.pipeline import git_sha, run_cell
 log = logging.getLogger("bench")
 GROUPS = ("dataset", "model", "attack", "defense")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def compose_config(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
+    """The config ``python -m bench <overrides>`` would run, for scripts and tests."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose("config", overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 def write_environment(run_dir: Path) -> None:

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attacks._base import to_float
-from models import activation_layers
+from models import act_class, activation_layers
 
 
 class UpperClip(torch.autograd.Function):
@@ -62,14 +62,8 @@ class BoundedActivation(nn.Module):
 
 
 def activation_types(names: list[str] | tuple[str, ...]) -> tuple[type[nn.Module], ...]:
-    """torch.nn classes from their names (``ReLU``, ``GELU``, ...)."""
-    types = []
-    for name in names:
-        cls = getattr(nn, name, None)
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-            raise ValueError(f"defense.activations: {name!r} is not a torch.nn module class")
-        types.append(cls)
-    return tuple(types)
+    """``defense.activations`` as torch.nn classes; only elementwise activations can be bounded."""
+    return tuple(act_class(name) for name in names)
 
 
 def find_activations(model: nn.Module, types: tuple[type[nn.Module], ...]) -> list[tuple[str, nn.Module]]:

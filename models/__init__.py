@@ -5,7 +5,7 @@ creates one activation module per use (so defenses can hook each activation laye
 by ``Normalized`` so that attacks and defenses see images in [0, 1].
 """
 
-from models._layers import activation_layers, make_act
+from models._layers import act_class, activation_layers, make_act
 from models._normalize import Normalized
 
-__all__ = ["Normalized", "activation_layers", "make_act"]
+__all__ = ["Normalized", "act_class", "activation_layers", "make_act"]

@@ -10,13 +10,18 @@ ELEMENTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
 )  # fmt: skip
 
 
-def make_act(name: str) -> nn.Module:
-    """A fresh activation module from its torch.nn class name (``ReLU``, ``GELU``, ``SiLU``, ...)."""
+def act_class(name: str) -> type[nn.Module]:
+    """An elementwise activation class from its torch.nn name (``ReLU``, ``GELU``, ``SiLU``, ...)."""
     cls = getattr(nn, name, None)
     if not (isinstance(cls, type) and issubclass(cls, ELEMENTWISE_ACTIVATIONS)):
         names = ", ".join(c.__name__ for c in ELEMENTWISE_ACTIVATIONS)
         raise ValueError(f"unknown activation {name!r}; expected one of: {names}")
-    return cls()
+    return cls
+
+
+def make_act(name: str) -> nn.Module:
+    """A fresh activation module from its torch.nn class name."""
+    return act_class(name)()
 
 
 def activation_layers(

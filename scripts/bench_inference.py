@@ -15,10 +15,9 @@ import statistics
 import time
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from bench.entry import CONF_DIR
+from bench.entry import compose_config
 from bench.metrics import predict
 from bench.pipeline import load_victim, resolve_device
 
@@ -44,8 +43,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("config", overrides=[*args.overrides, "progress=false"])
+    cfg = compose_config([*args.overrides, "progress=false"])
     device = resolve_device(cfg.device)
     victim = load_victim(cfg, device)
     x = victim.data.test.x

@@ -12,10 +12,9 @@ import argparse
 import json
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from attacks._base import to_float
-from bench.entry import CONF_DIR
+from bench.entry import compose_config
 from bench.pipeline import load_victim, resolve_device
 from defenses._bounds import activation_statistics, find_activations
 
@@ -26,8 +25,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=500)
     p.add_argument("--std", type=float, default=4.0)
     args = p.parse_args()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("config", overrides=[*args.overrides, "progress=false"])
+    cfg = compose_config([*args.overrides, "progress=false"])
     device = resolve_device(cfg.device)
     victim = load_victim(cfg, device)
     model = victim.model.eval()

@@ -7,11 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from bench.entry import CONF_DIR, GROUPS
+from bench.entry import CONF_DIR, GROUPS, compose_config
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -31,9 +29,7 @@ def group_options(group: str) -> list[str]:
 
 def compose_cfg(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
     """(config, chosen option per group), exactly as ``python -m bench <overrides>`` would see them."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    cfg = compose_config(overrides, return_hydra_config=True)
     names = {g: cfg.hydra.runtime.choices[g] for g in GROUPS}
     with open_dict(cfg):
         del cfg["hydra"]
