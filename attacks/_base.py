@@ -5,19 +5,56 @@ generator weights) lives in buffers/parameters, is saved in the model cache besi
 makes the test-time trigger exactly the training-time one.
 
 Life cycle, driven by ``bench.pipeline``:
-1. ``setup(data)``: check the attack fits the dataset, build the seeded trigger;
-2. ``poison(train)``: the training set the victim is trained on (data-poisoning attacks);
+1. ``setup(data)``: check the attack fits the dataset, build the seeded trigger (cheap, every run);
+2. ``poison(train, ctx)``: only when the victim is trained (a cache miss): optimise what needs a
+   model (``ctx.models`` trains and caches auxiliary classifiers) and return the training set;
 3. ``batch_hook(x, y)``: called on every float training batch (in-batch attacks override it);
 4. ``apply(x)``: the trigger on float images in [0, 1] (before normalisation), used at test time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
 import torch
 import torch.nn as nn
 
+from bench.engine import Recipe
 from bench.errors import ConfigError, check_fraction
 from datasets import DataBundle, ImageSet
+
+
+class AuxiliaryModels(Protocol):
+    """Models an attack needs before poisoning, trained once and cached like victims."""
+
+    def clean_classifier(self) -> nn.Module:
+        """The clean model of the cell (``attack=none``, same data, architecture, recipe and seed)."""
+        ...
+
+    def classifier(
+        self, name: str, spec: dict[str, Any], train: Callable[[nn.Module, ImageSet], None]
+    ) -> nn.Module:
+        """A fresh classifier of the cell's architecture, trained by ``train(model, clean_train_set)``
+        on a cache miss; cached under (the cell's data, model, recipe and seed, ``name``, ``spec``)."""
+        ...
+
+
+@dataclass
+class AttackContext:
+    """What the pipeline lends an attack while it poisons: device, the victim recipe, auxiliary models."""
+
+    device: torch.device
+    recipe: Recipe  # the victim's: auxiliary classifiers are trained like it
+    models: AuxiliaryModels
+    progress: bool = True
+
+
+def need_context(attack: Attack, ctx: AttackContext | None) -> AttackContext:
+    if ctx is None:
+        raise ValueError(f"{type(attack).__name__}.poison needs an AttackContext (it trains on a model)")
+    return ctx
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
@@ -38,6 +75,7 @@ class Attack(nn.Module):
         super().__init__()
         self.target = target
         self.seed = seed
+        self.info: dict[str, Any] = {}  # what poisoning reports (``attack_info`` in the record)
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from the cell seed, so triggers are reproducible."""
@@ -53,7 +91,7 @@ class Attack(nn.Module):
     def build(self, image_shape: torch.Size) -> None:
         """Create the trigger for images of shape (C, H, W). Default: nothing to build."""
 
-    def poison(self, train: ImageSet) -> ImageSet:
+    def poison(self, train: ImageSet, ctx: AttackContext | None = None) -> ImageSet:
         return train
 
     def batch_hook(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,10 +135,14 @@ class PoisoningAttack(Attack):
             )
         return pool[torch.randperm(len(pool), generator=self.generator(1))[:k]]
 
-    def poison(self, train: ImageSet) -> ImageSet:
+    def poison(self, train: ImageSet, ctx: AttackContext | None = None) -> ImageSet:
         index = self.poison_index(train.y)
         x, y = train.x.clone(), train.y.clone()
-        x[index] = self.apply_uint8(train.x[index])
+        x[index] = self.poisoned_images(train.x[index], ctx)
         if not self.clean_label:
             y[index] = self.target
         return ImageSet(x, y)
+
+    def poisoned_images(self, x: torch.Tensor, ctx: AttackContext | None) -> torch.Tensor:
+        """The uint8 training images that replace the chosen ones; default: the test-time trigger."""
+        return self.apply_uint8(x)

@@ -4,7 +4,8 @@ x' = (1 - m) x + m p with a small fixed patch. Variants:
 - ``parity`` (UNIT's reference code): a patch of side H/6 at offset H/32 from the top-left corner
   (5x5 at offset 1 on 32x32 images). UNIT pastes a flower image there; its licence is unknown, so the
   patch here holds seeded random binary colours;
-- ``backdoorbench``: a 3x3 white square in the bottom-right corner.
+- ``paper``: the paper's "pattern" trigger as BackdoorBench implements it: a 3x3 white square in the
+  bottom-right corner.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from attacks._base import PoisoningAttack
 from bench.errors import ConfigError
 
-VARIANTS = ("parity", "backdoorbench")
+VARIANTS = ("parity", "paper")
 
 
 class BadNets(PoisoningAttack):

@@ -1,6 +1,7 @@
 """Result records -> pandas. Reads only the JSON records (never W&B or logs).
 
-``python -m bench.aggregate RUNS_DIR [--by defense.schedule ...]`` prints one markdown row per cell.
+``python -m bench.aggregate RUNS_DIR [--by defense.schedule ...]`` prints one markdown row per cell;
+``--victims`` one row per backdoored model (its ``defense=none`` cell).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ METRICS = [
     "ra",
     "der",
     "attack_train_s",
+    "aux_train_s",
     "defense_s",
 ]
 
@@ -39,10 +41,24 @@ def cell_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     missing = [c for c in extra if c not in frame]
     if missing:
         raise KeyError(f"no such config columns in the records: {missing}")
-    table = frame[["dataset", "model", "attack", "defense", *extra, *METRICS]].rename(
+    # reindex: records older than a metric (e.g. aux_train_s) show it as a gap
+    table = frame.reindex(columns=["dataset", "model", "attack", "defense", *extra, *METRICS]).rename(
         columns={f"config.{k}": k for k in by}
     )
     return table.sort_values(["dataset", "model", "attack", "defense", *by], na_position="first")
+
+
+VICTIM_METRICS = ["acc_clean_model", "acc_before", "d_acc", "asr_before", "ra_before", "attack_train_s",
+                  "aux_train_s"]  # fmt: skip
+
+
+def victim_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """One row per backdoored model (its ``defense=none`` cell): what each attack achieves, with the
+    accuracy it costs against the clean model of the same recipe (``d_acc``)."""
+    frame = frame[frame.defense == "none"].assign(d_acc=lambda f: f.acc_before - f.acc_clean_model)
+    table = cell_table(frame, by)
+    extra = table.columns[4 : 4 + len(by)].tolist()
+    return table[["dataset", "model", "attack", *extra]].join(frame.reindex(columns=VICTIM_METRICS))
 
 
 def main() -> None:
@@ -51,13 +67,14 @@ def main() -> None:
     p.add_argument("--by", nargs="*", default=[], help="config keys that tell cells apart, e.g. defense.z")
     p.add_argument("--attack", nargs="*", help="only these attacks")
     p.add_argument("--defense", nargs="*", help="only these defenses")
+    p.add_argument("--victims", action="store_true", help="one row per backdoored model (defense=none cells)")
     args = p.parse_args()
     frame = records_frame(args.results_dir)
     if args.attack:
         frame = frame[frame.attack.isin(args.attack)]
     if args.defense:
         frame = frame[frame.defense.isin(args.defense)]
-    table = cell_table(frame, args.by)
+    table = victim_table(frame, args.by) if args.victims else cell_table(frame, args.by)
     print(
         table.astype(object)
         .where(table.notna(), None)

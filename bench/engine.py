@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn as nn
@@ -21,7 +22,18 @@ from bench.errors import ConfigError
 from datasets import ImageSet
 
 BatchHook = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# (model, augmented batch, labels) -> the batch to train on, e.g. adversarial examples.
+Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# (model, batch, labels) -> scalar training loss; default cross-entropy of model(batch).
+Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x), y)
+
+
 SCHEDULES = ("cosine", "step", "constant")
+T = TypeVar("T")
 
 
 @dataclass
@@ -64,6 +76,13 @@ def augment(x: torch.Tensor, crop_pad: int, hflip: bool, gen: torch.Generator | 
     return x
 
 
+def progress_bar(
+    iterable: Iterable[T] | None = None, *, desc: str, enabled: bool, total: int | None = None
+) -> tqdm:
+    """A transient tqdm bar; shown only on a terminal (``None`` lets tqdm decide), never when disabled."""
+    return tqdm(iterable, total=total, desc=desc, disable=None if enabled else True, leave=False)
+
+
 def autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -94,10 +113,17 @@ def fit(
     device: torch.device,
     batch_hook: BatchHook | None = None,
     seed: int = 0,
+    perturb: Perturb | None = None,
     desc: str = "train",
     progress: bool = True,
+    loss_fn: Loss = cross_entropy,
 ) -> dict[str, float]:
-    """Train ``model`` in place; returns seconds, images/s and the last epoch's mean loss."""
+    """Train ``model`` in place; returns seconds, images/s and the last epoch's mean loss.
+
+    ``batch_hook`` (in-batch poisoning) sees each float batch before augmentation; ``perturb``
+    (adversarial training) replaces the augmented batch just before the step; ``loss_fn`` replaces
+    cross-entropy (distillation, unlearning objectives).
+    """
     model = prepare_model(model, device)
     x, y = data.x.to(device), data.y.to(device)
     n = len(y)
@@ -106,9 +132,7 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     model.train()
     start, seen, loss_sum = time.perf_counter(), 0, torch.zeros(())
-    bar = tqdm(
-        total=recipe.epochs * steps_per_epoch, desc=desc, disable=None if progress else True, leave=False
-    )
+    bar = progress_bar(total=recipe.epochs * steps_per_epoch, desc=desc, enabled=progress)
     for _ in range(recipe.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
@@ -119,8 +143,10 @@ def fit(
                 xb, yb = batch_hook(xb, yb)
             xb = augment(xb, recipe.crop_pad, recipe.hflip, gen)
             xb = xb.contiguous(memory_format=torch.channels_last)
+            if perturb is not None:
+                xb = perturb(model, xb, yb)
             with autocast(device):
-                loss = F.cross_entropy(model(xb), yb)
+                loss = loss_fn(model, xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -14,10 +14,19 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
 from bench.pipeline import git_sha, run_cell
+
+
+def scaled_steps(steps: int, *, _root_: DictConfig) -> int:
+    """``${scaled:N}``: an optimisation length N times ``budget.scale`` (at least 1), so one key shrinks
+    every defense's iterations alike (the ``cpu`` and ``smoke`` experiments set it)."""
+    return max(1, round(steps * float(_root_.budget.scale)))
+
+
+OmegaConf.register_new_resolver("scaled", scaled_steps, replace=True)
 
 log = logging.getLogger("bench")
 GROUPS = ("dataset", "model", "attack", "defense")

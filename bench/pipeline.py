@@ -6,6 +6,7 @@ import logging
 import random
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,13 +18,13 @@ import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from attacks import Attack
+from attacks import Attack, AttackContext
 from bench.cache import ModelCache, cache_key
 from bench.engine import fit, prepare_model
 from bench.errors import ConfigError, check_fraction
 from bench.metrics import TriggeredTestSet, der, evaluate
 from bench.records import SCHEMA_VERSION, record_path, write_record
-from datasets import DataBundle, balanced_subset
+from datasets import DataBundle, ImageSet, balanced_subset
 from defenses import DefenderContext
 from models import Normalized
 
@@ -87,20 +88,70 @@ def build_model(cfg: DictConfig, data: DataBundle) -> nn.Module:
     return Normalized(instantiate(cfg.model, num_classes=data.num_classes), data.mean, data.std)
 
 
+class CellModels:
+    """Auxiliary classifiers for the attacks of one cell (``AttackContext.models``), cached like victims."""
+
+    def __init__(self, cfg: DictConfig, data: DataBundle, device: torch.device) -> None:
+        self.cfg, self.data, self.device = cfg, data, device
+        self.sem = semantic_config(cfg)
+        self.cache = ModelCache(cfg.cache_dir)
+
+    def load(self, payload: dict[str, Any]) -> nn.Module:
+        model = build_model(self.cfg, self.data)
+        model.load_state_dict(payload["model"])
+        return prepare_model(model, self.device).eval()
+
+    def clean_classifier(self) -> nn.Module:
+        def train() -> dict[str, Any]:
+            clean: Attack = instantiate(CLEAN_ATTACK, seed=self.cfg.seed)
+            clean.setup(self.data)
+            return train_victim(self.cfg, self.data, clean, self.device)
+
+        payload, _ = self.cache.get_or_create(victim_key(self.sem, CLEAN_ATTACK), train)
+        return self.load(payload)
+
+    def classifier(
+        self, name: str, spec: dict[str, Any], train: Callable[[nn.Module, ImageSet], None]
+    ) -> nn.Module:
+        def build() -> dict[str, Any]:
+            torch.manual_seed(self.cfg.seed)
+            model = build_model(self.cfg, self.data)
+            start = time.perf_counter()
+            train(model, self.data.train)
+            return {"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "meta": {"train_s": round(time.perf_counter() - start, 3)}}  # fmt: skip
+
+        parts = {k: self.sem[k] for k in ("dataset", "model", "train", "seed")}
+        payload, _ = self.cache.get_or_create(cache_key({**parts, "auxiliary": name, "spec": spec}), build)
+        return self.load(payload)
+
+
 def train_victim(cfg: DictConfig, data: DataBundle, attack: Attack, device: torch.device) -> dict[str, Any]:
-    """Train the (backdoored) model from scratch; the payload the cache stores."""
+    """Poison (training any auxiliary model the attack needs) and train the model from scratch; the
+    payload the cache stores."""
+    recipe = instantiate(cfg.train)
+    start = time.perf_counter()
+    poisoned = attack.poison(
+        data.train, AttackContext(device, recipe, CellModels(cfg, data, device), cfg.progress)
+    )
+    aux_s = time.perf_counter() - start
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data)
     start = time.perf_counter()
-    poisoned = attack.poison(data.train)
-    stats = fit(model, poisoned, instantiate(cfg.train), device, batch_hook=attack.batch_hook,
+    stats = fit(model, poisoned, recipe, device, batch_hook=attack.batch_hook,
                 seed=cfg.seed, desc="victim", progress=cfg.progress)  # fmt: skip
     train_s = time.perf_counter() - start
     acc = evaluate(model, data.test, None, attack.target, device, cfg.eval_batch_size)["acc"]
     return {
         "model": {k: v.cpu() for k, v in model.state_dict().items()},
         "attack": {k: v.cpu() for k, v in attack.state_dict().items()},
-        "meta": {"acc": acc, "train_s": round(train_s, 3), "images_per_s": round(stats["images_per_s"], 1)},
+        "meta": {
+            "acc": acc,
+            "train_s": round(train_s, 3),
+            "aux_train_s": round(aux_s, 3),
+            "images_per_s": round(stats["images_per_s"], 1),
+            "attack_info": attack.info,
+        },  # fmt: skip
     }
 
 
@@ -183,6 +234,8 @@ def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
         **after,
         "der": der(before["acc"], before["asr"], after["acc"], after["asr"]),
         "attack_train_s": payload["meta"]["train_s"],
+        "aux_train_s": payload["meta"].get("aux_train_s"),
+        "attack_info": payload["meta"].get("attack_info", {}),
         "defense_s": round(defense_s, 3),
         "eval_s": round(eval_s, 3),
         "cache_hit": victim.cache_hit,

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from datasets import ImageSet
+from datasets import ImageSet, balanced_subset
 
 
 @dataclass
@@ -28,3 +28,20 @@ class DefenderContext:
 class Defense:
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         raise NotImplementedError(f"{type(self).__name__} must implement repair(model, ctx)")
+
+
+def split_train_val(data: ImageSet, val_ratio: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Per-class split of the defender data into training and validation parts (UNIT: 4:1). Defenses
+    choose their own thresholds on the validation part, never on test data."""
+    val = balanced_subset(data.y, val_ratio, seed)
+    keep = torch.ones(len(data), dtype=torch.bool)
+    keep[val] = False
+    return data.subset(torch.nonzero(keep).flatten()), data.subset(val)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Accuracy in [0, 1] on float images already on the model's device (validation loops)."""
+    correct = sum(int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+                  for i in range(0, len(x), batch_size))  # fmt: skip
+    return correct / max(len(y), 1)

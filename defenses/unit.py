@@ -26,13 +26,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from attacks._base import to_float
 from bench.engine import augment as augment_batch
+from bench.engine import progress_bar
 from bench.errors import ConfigError, check_fraction
-from datasets import ImageSet, balanced_subset
-from defenses._base import DefenderContext, Defense
+from datasets import ImageSet
+from defenses._base import DefenderContext, Defense, accuracy, split_train_val
 from defenses._bounds import (
     BoundedActivation,
     activation_statistics,
@@ -46,21 +46,6 @@ SCHEDULES = ("paper", "code")
 # alpha stays within alpha0 * 2^(+-40). Algorithm 1 doubles it without limit; after ~80 feasible steps
 # alpha^2 * grad^2 overflows Adam's float32 second moment, every update becomes 0 and the bounds freeze.
 ALPHA_RANGE_LOG2 = 40
-
-
-def split_train_val(data: ImageSet, val_ratio: float, seed: int) -> tuple[ImageSet, ImageSet]:
-    """Per-class split of the defender data (UNIT: 4:1 train/validation)."""
-    val = balanced_subset(data.y, val_ratio, seed)
-    keep = torch.ones(len(data), dtype=torch.bool)
-    keep[val] = False
-    return data.subset(torch.nonzero(keep).flatten()), data.subset(val)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    correct = sum(int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-                  for i in range(0, len(x), batch_size))  # fmt: skip
-    return correct / max(len(y), 1)
 
 
 class AlphaSchedule:
@@ -167,7 +152,7 @@ class UNIT(Defense):
         best_l1, best_step = init_l1, 0
         progress_l1, last_progress = init_l1, 0  # early stop: best L1 when it last tightened by stop_tol
         step = 0
-        bar = tqdm(range(1, self.steps + 1), desc="unit", disable=None if ctx.progress else True, leave=False)
+        bar = progress_bar(range(1, self.steps + 1), desc="unit", enabled=ctx.progress)
         for step in bar:
             idx = torch.randperm(len(y_all), generator=gen)[:batch].to(device)
             xb = to_float(x_all[idx])

@@ -24,3 +24,30 @@ class PooledClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def classifier_head(model: nn.Module) -> nn.Linear:
+    """The final linear layer of any model here (through ``Normalized``), for attacks and defenses that
+    read or hook the penultimate features. timm models: their ``get_classifier()``."""
+    net = getattr(model, "net", model)
+    if isinstance(net, PooledClassifier):
+        head = getattr(net, net.head_name)
+    elif hasattr(net, "get_classifier"):
+        head = net.get_classifier()
+    else:
+        head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1:]
+        head = head[0] if head else None
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"{type(net).__name__} has no final nn.Linear classifier")
+    return head
+
+
+def head_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of the classifier head (pooled penultimate features) for images ``x``."""
+    captured: list[torch.Tensor] = []
+    handle = classifier_head(model).register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return captured[0]

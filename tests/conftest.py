@@ -7,9 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from bench.engine import Recipe, fit
 from bench.entry import CONF_DIR, GROUPS, compose_config
+from datasets import ImageSet
+from models import Normalized
+from models.resnet import resnet18
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -48,3 +54,21 @@ def smoke_cfg(tmp_path: Path) -> Callable[..., tuple[DictConfig, dict[str, str]]
         return cfg, names
 
     return make
+
+
+def toy_data(n: int = 200, seed: int = 0) -> ImageSet:
+    """Ten classes a small model learns in seconds: class c brightens row band c."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 10
+    x = torch.randint(0, 60, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    for c in range(10):
+        x[y == c, :, 3 * c : 3 * c + 3] += 180
+    return ImageSet(x, y)
+
+
+def trained_toy_model() -> nn.Module:
+    torch.manual_seed(0)
+    model = Normalized(resnet18(10, width=0.125), (0.5,) * 3, (0.5,) * 3)
+    fit(model, toy_data(400, 1), Recipe(epochs=3, batch_size=50, lr=0.05, crop_pad=0, hflip=False),
+        torch.device("cpu"), progress=False)  # fmt: skip
+    return model

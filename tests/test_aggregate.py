@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.aggregate import cell_table, records_frame
+from bench.aggregate import cell_table, records_frame, victim_table
 
 
 def write(path: Path, **fields: object) -> None:
@@ -32,3 +32,12 @@ def test_unknown_column_and_empty_dir(tmp_path: Path) -> None:
     write(tmp_path / "a.json", attack="badnets", defense="ft")
     with pytest.raises(KeyError, match="config.defense.nope"):
         cell_table(records_frame(tmp_path), ["defense.nope"])
+
+
+def test_victim_table_reports_the_accuracy_cost(tmp_path: Path) -> None:
+    write(tmp_path / "a.json", attack="badnets", defense="none", acc_clean_model=91.0, acc_before=90.0,
+          ra_before=0.5, aux_train_s=3.0, config={"attack": {"variant": "paper"}})  # fmt: skip
+    write(tmp_path / "b.json", attack="badnets", defense="ft", acc_clean_model=91.0)
+    table = victim_table(records_frame(tmp_path), ["attack.variant"])
+    assert len(table) == 1 and table.iloc[0]["attack.variant"] == "paper"
+    assert table.iloc[0]["d_acc"] == -1.0 and table.iloc[0]["ra_before"] == 0.5

@@ -29,8 +29,8 @@ def test_badnets_parity_patch_only_touches_its_corner() -> None:
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
 
 
-def test_badnets_backdoorbench_variant_is_white_bottom_right() -> None:
-    attack = BadNets(variant="backdoorbench")
+def test_badnets_paper_variant_is_white_bottom_right() -> None:
+    attack = BadNets(variant="paper")
     attack.setup(bundle())
     out = attack.apply(torch.zeros(1, 3, 32, 32))
     assert out[..., 29:, 29:].min() == 1 and out.sum() == 27

@@ -12,7 +12,7 @@ import pytest
 
 from bench.pipeline import run_cell
 from bench.records import FIELDS, read_records
-from tests.conftest import REPO, needs_fashion
+from tests.conftest import REPO, group_options, needs_fashion
 
 pytestmark = needs_fashion
 
@@ -92,3 +92,21 @@ def test_wandb_offline_run_is_written(smoke_cfg, tmp_path: Path, monkeypatch) ->
     run_cell(cfg, names)
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
+
+
+# Shrunk optimisation budgets, so that every smoke cell takes seconds.
+SMOKE_ATTACK_OVERRIDES = {"trojan": ["attack.steps=20"], "cl": ["attack.steps=2"]}
+
+
+@pytest.mark.parametrize("name", [a for a in group_options("attack") if a != "none"])
+def test_smoke_cell_per_attack(smoke_cfg, name: str) -> None:
+    cfg, names = smoke_cfg(f"attack={name}", "defense=none", *SMOKE_ATTACK_OVERRIDES.get(name, []))
+    record = run_cell(cfg, names)
+    assert 0 <= record["asr_before"] <= 100 and 0 <= record["ra_before"] <= 100
+    assert record["asr"] == record["asr_before"]  # defense=none
+    assert record["aux_train_s"] >= 0 and record["attack_train_s"] > 0
+    if name == "trojan":  # its clean model was trained and cached by the pipeline, so the row has it
+        assert record["acc_clean_model"] is not None
+        assert record["attack_info"]["activation_after"] > record["attack_info"]["activation_before"]
+    if name == "cl":
+        assert record["attack_info"]["robust_acc_pgd"] <= record["attack_info"]["robust_acc_clean"]

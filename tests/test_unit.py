@@ -7,35 +7,14 @@ import torch
 import torch.nn as nn
 
 from bench.pipeline import run_cell
-from datasets import ImageSet
-from defenses._base import DefenderContext
+from defenses._base import DefenderContext, accuracy, split_train_val
 from defenses._bounds import BoundedActivation, activation_statistics, find_activations, wrap_activations
 from defenses.clip_uniform import UniformClip
-from defenses.unit import UNIT, AlphaSchedule, accuracy, split_train_val
-from models import Normalized
+from defenses.unit import UNIT, AlphaSchedule
 from models.resnet import resnet18
-from tests.conftest import needs_fashion
+from tests.conftest import needs_fashion, toy_data, trained_toy_model
 
 CPU = torch.device("cpu")
-
-
-def toy_data(n: int = 200, seed: int = 0) -> ImageSet:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 10
-    x = torch.randint(0, 60, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-    for c in range(10):  # class c brightens row band c, so a small model can learn it
-        x[y == c, :, 3 * c : 3 * c + 3] += 180
-    return ImageSet(x, y)
-
-
-def trained_toy_model() -> nn.Module:
-    from bench.engine import Recipe, fit
-
-    torch.manual_seed(0)
-    model = Normalized(resnet18(10, width=0.125), (0.5,) * 3, (0.5,) * 3)
-    fit(model, toy_data(400, 1), Recipe(epochs=3, batch_size=50, lr=0.05, crop_pad=0, hflip=False), CPU,
-        progress=False)  # fmt: skip
-    return model
 
 
 def test_clipped_forward_is_minimum_with_relu_bound() -> None:

@@ -1,0 +1,149 @@
+"""Neural Cleanse (Wang et al., IEEE S&P 2019).
+
+Detection: for every class c, reverse-engineer the smallest trigger (mask m, pattern p; x' = (1-m)x + m p)
+that sends the defender's images to c: Adam (lr 0.1, betas 0.5/0.9) on CE(f(x'), c) + cost * |m|_1 with
+tanh-parameterised m and p; cost starts at ``init_cost`` and is multiplied by 2 after ``patience``
+epochs whose attack success is >= ``asr_threshold`` and divided by 2^1.5 after ``patience`` epochs below
+it. The best (smallest-L1) successful mask of each class is kept. A class is flagged when its mask L1 is
+below the median and its anomaly index (|L1 - median| / (1.4826 * MAD)) exceeds ``anomaly_threshold``.
+Mitigation: unlearning. ``unlearn_ratio`` of the defender data is stamped with the flagged classes'
+reversed triggers, keeping its CORRECT labels, and the model is fine-tuned on it (shared recipe). When no
+class is flagged, the model is returned unchanged and the record says so.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from attacks._base import quantize, to_float
+from bench.engine import Recipe, fit, progress_bar
+from bench.errors import ConfigError, check_fraction
+from datasets import ImageSet
+from defenses._base import DefenderContext, Defense
+
+MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of the std under normality
+
+
+def anomaly_indices(norms: torch.Tensor) -> torch.Tensor:
+    """(median - L1) / (1.4826 * MAD) per class: large positive values are unusually small triggers."""
+    median = norms.median()
+    mad = MAD_CONSISTENCY * (norms - median).abs().median()
+    return (median - norms) / mad.clamp_min(1e-12)
+
+
+class TriggerSearch:
+    """Reverse-engineer one class's minimal trigger on the defender's images."""
+
+    def __init__(self, steps: int, batch_size: int, lr: float, init_cost: float, asr_threshold: float,
+                 patience: int) -> None:  # fmt: skip
+        self.steps, self.batch_size, self.lr = steps, batch_size, lr
+        self.init_cost, self.asr_threshold, self.patience = init_cost, asr_threshold, patience
+
+    def run(self, model: nn.Module, x: torch.Tensor, target: int, gen: torch.Generator,
+            progress: bool) -> dict[str, Any]:  # fmt: skip
+        device = x.device
+        _, c, h, w = x.shape
+        mask_logit = torch.zeros(1, 1, h, w, device=device, requires_grad=True)
+        pattern_logit = torch.zeros(1, c, h, w, device=device, requires_grad=True)
+        opt = torch.optim.Adam([mask_logit, pattern_logit], lr=self.lr, betas=(0.5, 0.9))
+        cost, up, down = self.init_cost, 0, 0
+        epoch = max(1, math.ceil(len(x) / self.batch_size))
+        best: dict[str, Any] = {"l1": math.inf}
+        hits = seen = 0
+        y = torch.full((self.batch_size,), target, device=device)
+        for step in progress_bar(range(1, self.steps + 1), desc=f"nc class {target}", enabled=progress):
+            xb = x[torch.randint(len(x), (self.batch_size,), generator=gen).to(device)]
+            mask = (torch.tanh(mask_logit) + 1) / 2
+            pattern = (torch.tanh(pattern_logit) + 1) / 2
+            logits = model((1 - mask) * xb + mask * pattern)
+            l1 = mask.sum()
+            loss = F.cross_entropy(logits, y) + cost * l1
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            hits += int((logits.argmax(1) == target).sum())
+            seen += len(xb)
+            if step % epoch:
+                continue
+            asr, hits, seen = hits / seen, 0, 0
+            if asr >= self.asr_threshold and l1.item() < best["l1"]:
+                best = {"l1": l1.item(), "mask": mask.detach().clone(), "pattern": pattern.detach().clone()}
+            up, down = (up + 1, 0) if asr >= self.asr_threshold else (0, down + 1)
+            if up >= self.patience:
+                cost, up = cost * 2, 0
+            elif down >= self.patience:
+                cost, down = cost / 2**1.5, 0
+        if "mask" not in best:  # never reached the threshold: keep the last trigger, flagged as such
+            best = {
+                "l1": mask.sum().item(),
+                "mask": mask.detach(),
+                "pattern": pattern.detach(),
+                "failed": True,
+            }
+        return best
+
+
+class NeuralCleanse(Defense):
+    def __init__(
+        self,
+        recipe: Recipe,
+        steps: int = 1000,
+        batch_size: int = 128,
+        lr: float = 0.1,
+        init_cost: float = 1e-3,
+        asr_threshold: float = 0.98,
+        patience: int = 5,
+        anomaly_threshold: float = 2.0,
+        unlearn_ratio: float = 0.2,
+    ) -> None:
+        if steps < 1 or batch_size < 1 or patience < 1:
+            raise ConfigError(
+                f"nc needs steps, batch_size, patience >= 1; got {steps}, {batch_size}, {patience}"
+            )
+        self.recipe = recipe
+        threshold = check_fraction("defense.asr_threshold", asr_threshold)
+        self.search = TriggerSearch(steps, batch_size, lr, init_cost, threshold, patience)
+        self.anomaly_threshold = anomaly_threshold
+        self.unlearn_ratio = check_fraction("defense.unlearn_ratio", unlearn_ratio)
+
+    def unlearning_set(
+        self, data: ImageSet, triggers: list[dict[str, Any]], gen: torch.Generator
+    ) -> ImageSet:
+        """The defender data with ``unlearn_ratio`` of it stamped (flagged triggers in turn), labels kept."""
+        chosen = torch.randperm(len(data), generator=gen)[: round(self.unlearn_ratio * len(data))]
+        x = data.x.clone()
+        for i, trigger in enumerate(triggers):
+            part = chosen[i :: len(triggers)]
+            m, p = trigger["mask"].cpu(), trigger["pattern"].cpu()
+            x[part] = quantize((1 - m) * to_float(data.x[part]) + m * p)
+        return ImageSet(x, data.y.clone())
+
+    def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
+        model.eval().requires_grad_(False)
+        x = to_float(ctx.data.x.to(ctx.device))
+        gen = torch.Generator().manual_seed(ctx.seed)
+        triggers = [self.search.run(model, x, c, gen, ctx.progress) for c in range(ctx.num_classes)]
+        model.requires_grad_(True)
+        norms = torch.tensor([t["l1"] for t in triggers])
+        index = anomaly_indices(norms)
+        flagged = [c for c in range(ctx.num_classes) if index[c] > self.anomaly_threshold]
+        info: dict[str, Any] = {
+            "mask_l1": [round(v, 3) for v in norms.tolist()],
+            "anomaly_index": [round(v, 3) for v in index.tolist()],
+            "search_failed": [c for c, t in enumerate(triggers) if t.get("failed")],
+            "flagged": flagged,
+        }
+        if not flagged:
+            info["action"] = "none flagged: model returned unchanged"
+            return model, info
+        data = self.unlearning_set(ctx.data, [triggers[c] for c in flagged], gen)
+        stats = fit(
+            model, data, self.recipe, ctx.device, seed=ctx.seed, desc="nc unlearn", progress=ctx.progress
+        )
+        info.update(action="unlearned", final_loss=round(stats["loss"], 4))
+        return model, info

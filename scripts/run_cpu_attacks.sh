@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The runs behind results/cpu/attacks.md (CPU setting, 2 cores, no GPU): every attack's victim with
+# defense=none, so each record holds the clean model's ACC, the backdoored ACC, ASR, RA and training time.
+# Resumable: victims and auxiliary models come from the model cache; each cell rewrites its own record.
+set -euo pipefail
+py=${PY:-.venv/bin/python}
+common=(experiment=cpu progress=false logger=none defense=none)
+"$py" -m bench -m "${common[@]}" attack=none,badnets,blend,sig,instagram,reflection,adap_blend,wanet,trojan,cl
+"$py" -m bench -m "${common[@]}" attack=badnets,reflection attack.variant=paper
+"$py" scripts/plot_triggers.py experiment=cpu --out results/figures/triggers.png
