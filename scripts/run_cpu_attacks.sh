@@ -8,3 +8,8 @@ common=(experiment=cpu progress=false logger=none defense=none)
 "$py" -m bench -m "${common[@]}" attack=none,badnets,blend,sig,instagram,reflection,adap_blend,wanet,trojan,cl
 "$py" -m bench -m "${common[@]}" attack=badnets,reflection attack.variant=paper
 "$py" scripts/plot_triggers.py experiment=cpu --out results/figures/triggers.png
+# follow-ups in attacks.md: CL at the BNA paper's eps 16/255; WaNet (and its clean reference) at 20 epochs
+"$py" -m bench "${common[@]}" attack=cl attack.eps=16
+"$py" -m bench -m "${common[@]}" attack=none,wanet train.epochs=20
+# CL at poison_rate 0.1 (the whole target class; the default before it became 0.08)
+"$py" -m bench "${common[@]}" attack=cl attack.poison_rate=0.1
