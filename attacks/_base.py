@@ -62,6 +62,11 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def stamp(x: torch.Tensor, mask: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
+    """``(1 - mask) x + mask pattern``: paste (or blend, for fractional masks) a pattern into images."""
+    return (1 - mask) * x + mask * pattern
+
+
 def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from attacks._base import AttackContext, PoisoningAttack, quantize, to_float
+from attacks._base import AttackContext, PoisoningAttack, quantize, stamp, to_float
 from bench.errors import ConfigError, check_fraction
 from datasets import ImageSet
 
@@ -57,7 +57,7 @@ class AdaptiveBlend(PoisoningAttack):
     def partial_trigger(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Training-time trigger: ``keep`` pieces at ``train_alpha``; uint8 in, uint8 out."""
         m = self.piece_masks(len(x), *x.shape[-2:], gen) * self.train_alpha
-        return quantize((1 - m) * to_float(x) + m * self.pattern.cpu())
+        return quantize(stamp(to_float(x), m, self.pattern.cpu()))
 
     def poison(self, train: ImageSet, ctx: AttackContext | None = None) -> ImageSet:
         poison = self.poison_index(train.y)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from attacks._base import PoisoningAttack
+from attacks._base import PoisoningAttack, stamp
 from bench.errors import ConfigError
 
 VARIANTS = ("parity", "paper")
@@ -45,4 +45,4 @@ class BadNets(PoisoningAttack):
         self.register_buffer("pattern", pattern)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return (1 - self.mask) * x + self.mask * self.pattern
+        return stamp(x, self.mask, self.pattern)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from attacks._adversarial import FGSMRandomStart, pgd
-from attacks._base import AttackContext, PoisoningAttack, need_context, quantize, to_float
+from attacks._base import AttackContext, PoisoningAttack, need_context, quantize, stamp, to_float
 from bench.engine import fit
 from bench.errors import ConfigError
 from datasets import ImageSet
@@ -53,7 +53,7 @@ class LabelConsistent(PoisoningAttack):
         self.register_buffer("pattern", pattern)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return (1 - self.mask) * x + self.mask * self.pattern
+        return stamp(x, self.mask, self.pattern)
 
     def robust_model(self, ctx: AttackContext) -> nn.Module:
         eps = self.robust_eps / 255

@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attacks._base import AttackContext, PoisoningAttack, need_context, to_float
+from attacks._base import AttackContext, PoisoningAttack, need_context, stamp, to_float
 from bench.engine import progress_bar
 from bench.errors import ConfigError
 from models import classifier_head, head_features
@@ -54,7 +54,7 @@ class Trojan(PoisoningAttack):
         self.register_buffer("neuron_index", torch.zeros(self.neurons, dtype=torch.long))
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return (1 - self.mask) * x + self.mask * self.pattern
+        return stamp(x, self.mask, self.pattern)
 
     def select_neurons(self, model: torch.nn.Module) -> torch.Tensor:
         """Penultimate neurons with the largest sum of absolute outgoing weights."""
@@ -83,7 +83,7 @@ class Trojan(PoisoningAttack):
             idx = torch.randint(len(images), (self.batch_size,), generator=gen)
             x = to_float(images[idx].to(ctx.device))
             pattern = (torch.tanh(logit) + 1) / 2
-            triggered = (1 - self.mask) * x + self.mask * pattern
+            triggered = stamp(x, self.mask, pattern)
             act = head_features(model, triggered)[:, self.neuron_index]
             loss = F.mse_loss(act, torch.full_like(act, self.activation_target))
             opt.zero_grad(set_to_none=True)

@@ -57,8 +57,7 @@ def victim_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     accuracy it costs against the clean model of the same recipe (``d_acc``)."""
     frame = frame[frame.defense == "none"].assign(d_acc=lambda f: f.acc_before - f.acc_clean_model)
     table = cell_table(frame, by)
-    extra = table.columns[4 : 4 + len(by)].tolist()
-    return table[["dataset", "model", "attack", *extra]].join(frame.reindex(columns=VICTIM_METRICS))
+    return table[["dataset", "model", "attack", *by]].join(frame.reindex(columns=VICTIM_METRICS))
 
 
 def main() -> None:

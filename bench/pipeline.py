@@ -69,10 +69,15 @@ def semantic_config(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+def model_key(sem: dict[str, Any], **extra: Any) -> str:
+    """Cache key of a model trained for this cell's dataset, architecture, recipe and seed, plus ``extra``
+    (the attack for victims; the name and spec of an auxiliary model)."""
+    return cache_key({**{k: sem[k] for k in ("dataset", "model", "train", "seed")}, **extra})
+
+
 def victim_key(sem: dict[str, Any], attack: dict[str, Any]) -> str:
     """Everything that determines the backdoored model: dataset, model, attack, recipe, seed."""
-    parts = {k: sem[k] for k in ("dataset", "model", "train", "seed")}
-    return cache_key({**parts, "attack": attack})
+    return model_key(sem, attack=attack)
 
 
 def build_logger(node: DictConfig | None) -> Any:
@@ -88,6 +93,20 @@ def build_model(cfg: DictConfig, data: DataBundle) -> nn.Module:
     return Normalized(instantiate(cfg.model, num_classes=data.num_classes), data.mean, data.std)
 
 
+def load_model(
+    cfg: DictConfig, data: DataBundle, state: dict[str, torch.Tensor], device: torch.device
+) -> nn.Module:
+    """The cell's architecture with cached weights, on ``device`` in channels_last."""
+    model = build_model(cfg, data)
+    model.load_state_dict(state)
+    return prepare_model(model, device)
+
+
+def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict on the CPU, as the model cache stores it."""
+    return {k: v.cpu() for k, v in module.state_dict().items()}
+
+
 class CellModels:
     """Auxiliary classifiers for the attacks of one cell (``AttackContext.models``), cached like victims."""
 
@@ -97,9 +116,7 @@ class CellModels:
         self.cache = ModelCache(cfg.cache_dir)
 
     def load(self, payload: dict[str, Any]) -> nn.Module:
-        model = build_model(self.cfg, self.data)
-        model.load_state_dict(payload["model"])
-        return prepare_model(model, self.device).eval()
+        return load_model(self.cfg, self.data, payload["model"], self.device).eval()
 
     def clean_classifier(self) -> nn.Module:
         def train() -> dict[str, Any]:
@@ -118,11 +135,9 @@ class CellModels:
             model = build_model(self.cfg, self.data)
             start = time.perf_counter()
             train(model, self.data.train)
-            return {"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "meta": {"train_s": round(time.perf_counter() - start, 3)}}  # fmt: skip
+            return {"model": cpu_state(model), "meta": {"train_s": round(time.perf_counter() - start, 3)}}
 
-        parts = {k: self.sem[k] for k in ("dataset", "model", "train", "seed")}
-        payload, _ = self.cache.get_or_create(cache_key({**parts, "auxiliary": name, "spec": spec}), build)
+        payload, _ = self.cache.get_or_create(model_key(self.sem, auxiliary=name, spec=spec), build)
         return self.load(payload)
 
 
@@ -143,8 +158,8 @@ def train_victim(cfg: DictConfig, data: DataBundle, attack: Attack, device: torc
     train_s = time.perf_counter() - start
     acc = evaluate(model, data.test, None, attack.target, device, cfg.eval_batch_size)["acc"]
     return {
-        "model": {k: v.cpu() for k, v in model.state_dict().items()},
-        "attack": {k: v.cpu() for k, v in attack.state_dict().items()},
+        "model": cpu_state(model),
+        "attack": cpu_state(attack),
         "meta": {
             "acc": acc,
             "train_s": round(train_s, 3),
@@ -188,10 +203,8 @@ def load_victim(cfg: DictConfig, device: torch.device) -> Victim:
     payload, hit = ModelCache(cfg.cache_dir).get_or_create(
         victim_key(sem, sem["attack"]), lambda: train_victim(cfg, data, attack, device)
     )
-    model = build_model(cfg, data)
-    model.load_state_dict(payload["model"])
     attack.load_state_dict(payload["attack"])
-    return Victim(data, attack, prepare_model(model, device), payload, hit)
+    return Victim(data, attack, load_model(cfg, data, payload["model"], device), payload, hit)
 
 
 def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from attacks._base import to_float
 from datasets import ImageSet, balanced_subset
 
 
@@ -37,6 +38,11 @@ def split_train_val(data: ImageSet, val_ratio: float, seed: int) -> tuple[ImageS
     keep = torch.ones(len(data), dtype=torch.bool)
     keep[val] = False
     return data.subset(torch.nonzero(keep).flatten()), data.subset(val)
+
+
+def on_device(data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float images in [0, 1] and labels on ``device``: small defender sets are held there whole."""
+    return to_float(data.x.to(device)), data.y.to(device)
 
 
 @torch.no_grad()

@@ -24,10 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attacks._base import to_float
 from bench.engine import progress_bar
 from bench.errors import ConfigError, check_fraction
-from defenses._base import DefenderContext, Defense, accuracy, split_train_val
+from defenses._base import DefenderContext, Defense, accuracy, on_device, split_train_val
 
 
 class BatchNormPerturbation:
@@ -133,8 +132,8 @@ class ANP(Defense):
 
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         train, val = split_train_val(ctx.data, self.val_ratio, ctx.seed)
-        x, y = to_float(train.x.to(ctx.device)), train.y.to(ctx.device)
-        x_val, y_val = to_float(val.x.to(ctx.device)), val.y.to(ctx.device)
+        x, y = on_device(train, ctx.device)
+        x_val, y_val = on_device(val, ctx.device)
         model.eval().requires_grad_(False)
         acc0 = accuracy(model, x_val, y_val)
         bnp = BatchNormPerturbation(model)

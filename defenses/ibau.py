@@ -21,10 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attacks._base import to_float
 from bench.engine import progress_bar
 from bench.errors import ConfigError, check_fraction
-from defenses._base import DefenderContext, Defense
+from defenses._base import DefenderContext, Defense, on_device
 
 
 class IBAU(Defense):
@@ -101,7 +100,7 @@ class IBAU(Defense):
         model.eval()
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=self.lr)
-        x_all, y_all = to_float(ctx.data.x.to(ctx.device)), ctx.data.y.to(ctx.device)
+        x_all, y_all = on_device(ctx.data, ctx.device)
         gen = torch.Generator().manual_seed(ctx.seed)
         rng = random.Random(ctx.seed)
         norms, losses = [], []

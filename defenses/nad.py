@@ -44,7 +44,7 @@ class AttentionDistillationLoss:
         with capture(model, self.layers) as student_maps:
             ce = F.cross_entropy(model(x), y)
         at = self.attention_term(student_maps, x)
-        self.last = {"ce": ce.item(), "at": float(at.detach()) if torch.is_tensor(at) else float(at)}
+        self.last = {"ce": ce.item(), "at": float(at.detach())}
         return ce + at
 
 

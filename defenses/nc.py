@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attacks._base import quantize, to_float
+from attacks._base import quantize, stamp, to_float
 from bench.engine import Recipe, fit, progress_bar
 from bench.errors import ConfigError, check_fraction
 from datasets import ImageSet
@@ -60,7 +60,7 @@ class TriggerSearch:
             xb = x[torch.randint(len(x), (self.batch_size,), generator=gen).to(device)]
             mask = (torch.tanh(mask_logit) + 1) / 2
             pattern = (torch.tanh(pattern_logit) + 1) / 2
-            logits = model((1 - mask) * xb + mask * pattern)
+            logits = model(stamp(xb, mask, pattern))
             l1 = mask.sum()
             loss = F.cross_entropy(logits, y) + cost * l1
             opt.zero_grad(set_to_none=True)
@@ -120,7 +120,7 @@ class NeuralCleanse(Defense):
         for i, trigger in enumerate(triggers):
             part = chosen[i :: len(triggers)]
             m, p = trigger["mask"].cpu(), trigger["pattern"].cpu()
-            x[part] = quantize((1 - m) * to_float(data.x[part]) + m * p)
+            x[part] = quantize(stamp(to_float(data.x[part]), m, p))
         return ImageSet(x, data.y.clone())
 
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:

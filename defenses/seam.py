@@ -23,7 +23,7 @@ from attacks._base import to_float
 from bench.engine import Recipe, fit, progress_bar
 from bench.errors import ConfigError, check_fraction
 from datasets import balanced_subset
-from defenses._base import DefenderContext, Defense, accuracy
+from defenses._base import DefenderContext, Defense, accuracy, on_device
 
 
 class SEAM(Defense):
@@ -44,10 +44,11 @@ class SEAM(Defense):
         self.max_forget_steps = max_forget_steps
 
     def forget(
-        self, model: nn.Module, ctx: DefenderContext, x_eval: torch.Tensor, y_eval: torch.Tensor
-    ) -> int:
-        """Random-label training until true-label accuracy < forget_acc; returns the steps taken."""
-        idx = balanced_subset(ctx.data.y, self.forget_ratio, ctx.seed)
+        self, model: nn.Module, ctx: DefenderContext, idx: torch.Tensor, x_eval: torch.Tensor,
+        y_eval: torch.Tensor,
+    ) -> int:  # fmt: skip
+        """Random-label training on the images ``idx`` until true-label accuracy < forget_acc; returns
+        the steps taken."""
         gen = torch.Generator().manual_seed(ctx.seed)
         x = to_float(ctx.data.x[idx].to(ctx.device))
         labels = torch.randint(ctx.num_classes, (len(idx),), generator=gen).to(ctx.device)
@@ -67,9 +68,10 @@ class SEAM(Defense):
         return self.max_forget_steps
 
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
-        x_eval, y_eval = to_float(ctx.data.x.to(ctx.device)), ctx.data.y.to(ctx.device)
+        x_eval, y_eval = on_device(ctx.data, ctx.device)
         acc_before = accuracy(model.eval(), x_eval, y_eval)
-        steps = self.forget(model, ctx, x_eval, y_eval)
+        idx = balanced_subset(ctx.data.y, self.forget_ratio, ctx.seed)
+        steps = self.forget(model, ctx, idx, x_eval, y_eval)
         acc_forgotten = accuracy(model.eval(), x_eval, y_eval)
         fit(
             model,
@@ -81,7 +83,7 @@ class SEAM(Defense):
             progress=ctx.progress,
         )
         return model, {
-            "forget_images": len(balanced_subset(ctx.data.y, self.forget_ratio, ctx.seed)),
+            "forget_images": len(idx),
             "forget_steps": steps,
             "defender_acc_before": round(100 * acc_before, 4),
             "defender_acc_after_forget": round(100 * acc_forgotten, 4),
