@@ -8,20 +8,24 @@ Life cycle, driven by ``bench.pipeline``:
 1. ``setup(data)``: check the attack fits the dataset, build the seeded trigger (cheap, every run);
 2. ``poison(train, ctx)``: only when the victim is trained (a cache miss): optimise what needs a
    model (``ctx.models`` trains and caches auxiliary classifiers) and return the training set;
-3. ``batch_hook(x, y)``: called on every float training batch (in-batch attacks override it);
+3. the ``bench.engine.TrainingHooks`` during victim training: ``batch_hook(model, x, y)`` on every
+   float batch (in-batch attacks, generators trained jointly with the classifier), ``after_step()``,
+   ``after_epoch(model, epoch)``;
 4. ``apply(x)``: the trigger on float images in [0, 1] (before normalisation), used at test time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
 
-from bench.engine import Recipe
+from bench.engine import Recipe, TrainingHooks
 from bench.errors import ConfigError, check_fraction
 from datasets import DataBundle, ImageSet
 
@@ -31,6 +35,18 @@ class AuxiliaryModels(Protocol):
 
     def clean_classifier(self) -> nn.Module:
         """The clean model of the cell (``attack=none``, same data, architecture, recipe and seed)."""
+        ...
+
+    def new_classifier(self) -> nn.Module:
+        """An untrained classifier of the cell's architecture (seeded), e.g. a surrogate to train against."""
+        ...
+
+    def network(
+        self, name: str, spec: dict[str, Any], module: nn.Module, train: Callable[[nn.Module, ImageSet], None]
+    ) -> nn.Module:
+        """``module`` (a generator, an encoder...) with weights trained by ``train(module, clean_train_set)``
+        on a cache miss, loaded from the cache on a hit; cached under the cell's data, model, recipe and
+        seed plus ``name`` and ``spec``; returned on the cell's device in eval mode."""
         ...
 
     def classifier(
@@ -71,7 +87,7 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255)
 
 
-class Attack(nn.Module):
+class Attack(nn.Module, TrainingHooks):
     """Base class. Subclasses implement ``apply`` and may override the other hooks."""
 
     has_trigger = True
@@ -86,6 +102,14 @@ class Attack(nn.Module):
         """A CPU generator seeded from the cell seed, so triggers are reproducible."""
         return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
 
+    @contextmanager
+    def seeded(self, offset: int = 0) -> Iterator[None]:
+        """Within the block torch's global RNG (weight initialisation) is seeded from the cell seed;
+        the caller's RNG state is restored afterwards."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + offset)
+            yield
+
     def setup(self, data: DataBundle) -> None:
         if not 0 <= self.target < data.num_classes:
             raise ConfigError(
@@ -99,19 +123,39 @@ class Attack(nn.Module):
     def poison(self, train: ImageSet, ctx: AttackContext | None = None) -> ImageSet:
         return train
 
-    def batch_hook(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x, y
-
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement apply(x)")
 
     @torch.no_grad()
     def apply_uint8(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """The trigger on stored uint8 images, returned as uint8 (what a poisoned file holds)."""
-        device = next(self.buffers(), torch.empty(0)).device
+        device = next(itertools.chain(self.parameters(), self.buffers()), torch.empty(0)).device
         out = [quantize(self.apply(to_float(x[i : i + batch_size].to(device)))).cpu()
                for i in range(0, len(x), batch_size)]  # fmt: skip
         return torch.cat(out) if out else x.clone()
+
+
+class JointlyTrainedAttack(Attack):
+    """An attack whose trigger network learns during victim training, from the gradient of the
+    classifier's own loss: ``batch_hook`` returns triggered images still attached to the network, and
+    ``after_step`` steps the network's optimiser (created on the first batch, on the right device)."""
+
+    def __init__(self, target: int = 0, seed: int = 0) -> None:
+        super().__init__(target, seed)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        raise NotImplementedError(f"{type(self).__name__} must implement make_optimizer()")
+
+    def joint_optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            self.optimizer = self.make_optimizer()
+        return self.optimizer
+
+    def after_step(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
 
 
 class PoisoningAttack(Attack):

@@ -12,6 +12,7 @@ this hook, as WaNet does (its crop/rotation/flip; here the recipe's crop and fli
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from attacks._base import Attack
@@ -62,7 +63,9 @@ class WaNet(Attack):
         return F.grid_sample(x, (self.grid + jitter.to(x.device)).clamp(-1, 1), mode="bilinear",
                              align_corners=True)  # fmt: skip
 
-    def batch_hook(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_hook(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         n_bd = int(len(x) * self.poison_rate)
         n_ns = int(n_bd * self.cross_ratio)
         x, y = x.clone(), y.clone()

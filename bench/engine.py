@@ -1,8 +1,9 @@
 """The one training engine, used by attacks (victim training) and defenses (fine-tuning).
 
 Data stays in memory as uint8 tensors on the training device; each step gathers a batch, converts it
-to float in [0, 1], lets the attack transform it (in-batch poisoning), applies batched augmentation
-and takes an SGD step. No DataLoader, no per-sample PIL work. channels_last everywhere; bf16 autocast on CUDA.
+to float in [0, 1], lets the attack transform it (in-batch poisoning, generators trained jointly with the
+classifier), applies batched augmentation and takes an SGD step. No DataLoader, no per-sample PIL work.
+channels_last everywhere; bf16 autocast on CUDA.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from tqdm.auto import tqdm
 from bench.errors import ConfigError
 from datasets import ImageSet
 
-BatchHook = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 # (model, augmented batch, labels) -> the batch to train on, e.g. adversarial examples.
 Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 # (model, batch, labels) -> scalar training loss; default cross-entropy of model(batch).
@@ -30,6 +30,27 @@ Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(model(x), y)
+
+
+class TrainingHooks:
+    """Where an attack acts inside victim training; every hook defaults to doing nothing.
+
+    ``batch_hook`` sees each float batch before augmentation and may return tensors that carry gradients
+    into the attack's own networks (Dynamic, IA): the classifier's backward then fills their gradients too,
+    and ``after_step`` steps the attack's optimiser. ``after_epoch`` lets an attack refresh what it derives
+    from the model being trained (DFST's detoxification).
+    """
+
+    def batch_hook(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, y
+
+    def after_step(self) -> None:
+        """Called after each optimiser step of the classifier."""
+
+    def after_epoch(self, model: nn.Module, epoch: int) -> None:
+        """Called after each epoch (0-based), with the model in train mode."""
 
 
 SCHEDULES = ("cosine", "step", "constant")
@@ -111,7 +132,7 @@ def fit(
     data: ImageSet,
     recipe: Recipe,
     device: torch.device,
-    batch_hook: BatchHook | None = None,
+    hooks: TrainingHooks | None = None,
     seed: int = 0,
     perturb: Perturb | None = None,
     desc: str = "train",
@@ -120,8 +141,8 @@ def fit(
 ) -> dict[str, float]:
     """Train ``model`` in place; returns seconds, images/s and the last epoch's mean loss.
 
-    ``batch_hook`` (in-batch poisoning) sees each float batch before augmentation; ``perturb``
-    (adversarial training) replaces the augmented batch just before the step; ``loss_fn`` replaces
+    ``hooks`` (in-batch poisoning, see ``TrainingHooks``) see each float batch before augmentation;
+    ``perturb`` (adversarial training) replaces the augmented batch just before the step; ``loss_fn`` replaces
     cross-entropy (distillation, unlearning objectives).
     """
     model = prepare_model(model, device)
@@ -133,14 +154,14 @@ def fit(
     model.train()
     start, seen, loss_sum = time.perf_counter(), 0, torch.zeros(())
     bar = progress_bar(total=recipe.epochs * steps_per_epoch, desc=desc, enabled=progress)
-    for _ in range(recipe.epochs):
+    hooks = hooks or TrainingHooks()
+    for epoch in range(recipe.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
         for i in range(0, n, recipe.batch_size):
             idx = perm[i : i + recipe.batch_size]
             xb, yb = x[idx].float().div_(255), y[idx]
-            if batch_hook is not None:
-                xb, yb = batch_hook(xb, yb)
+            xb, yb = hooks.batch_hook(model, xb, yb)
             xb = augment(xb, recipe.crop_pad, recipe.hflip, gen)
             xb = xb.contiguous(memory_format=torch.channels_last)
             if perturb is not None:
@@ -151,10 +172,13 @@ def fit(
             loss.backward()
             opt.step()
             sched.step()
+            hooks.after_step()
             loss_sum += loss.detach().float() * len(idx)
             seen += len(idx)
             bar.update()
         bar.set_postfix(loss=f"{loss_sum.item() / n:.3f}")
+        hooks.after_epoch(model, epoch)
+        model.train()
     bar.close()
     model.eval()
     seconds = time.perf_counter() - start

@@ -1,4 +1,5 @@
-"""Metrics of a (possibly repaired) model: ACC, ASR, RA, and DER between two evaluations.
+"""Metrics of a (possibly repaired) model: ACC, ASR, RA, DER between two evaluations, and the TPR/FPR of
+defenses that also detect triggered inputs.
 
 ASR and RA are measured on test images whose true class is not the target, with the trigger applied:
 ASR = share classified as the target, RA = share classified as their true class (BNA's SIA).
@@ -55,6 +56,33 @@ def evaluate(
         return {"acc": acc, "asr": None, "ra": None}
     pred = predict(model, triggered.x, device, batch_size)
     return {"acc": acc, "asr": percent(pred == target), "ra": percent(pred == triggered.y)}
+
+
+@torch.inference_mode()
+def flag_rate(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024) -> float:
+    """Share (0-100) of uint8 images that the repaired model's ``detect`` flags as triggered."""
+    model.eval()
+    flags = [
+        model.detect(to_float(x[i : i + batch_size].to(device))).cpu() for i in range(0, len(x), batch_size)
+    ]
+    return percent(torch.cat(flags))
+
+
+def detection(
+    model: nn.Module,
+    test: ImageSet,
+    triggered: TriggeredTestSet | None,
+    device: torch.device,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Test-time detection of a defense that flags inputs (BNA, STRIP): FPR on the clean test set, TPR on
+    the triggered non-target test images; empty for defenses without ``detect``."""
+    if not callable(getattr(model, "detect", None)):
+        return {}
+    out = {"fpr": flag_rate(model, test.x, device, batch_size)}
+    if triggered is not None:
+        out["tpr"] = flag_rate(model, triggered.x, device, batch_size)
+    return out
 
 
 def der(acc_before: float, asr_before: float | None, acc: float, asr: float | None) -> float | None:

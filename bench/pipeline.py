@@ -22,7 +22,7 @@ from attacks import Attack, AttackContext
 from bench.cache import ModelCache, cache_key
 from bench.engine import fit, prepare_model
 from bench.errors import ConfigError, check_fraction
-from bench.metrics import TriggeredTestSet, der, evaluate
+from bench.metrics import TriggeredTestSet, der, detection, evaluate
 from bench.records import SCHEMA_VERSION, record_path, write_record
 from datasets import DataBundle, ImageSet, balanced_subset
 from defenses import DefenderContext
@@ -127,24 +127,33 @@ class CellModels:
         payload, _ = self.cache.get_or_create(victim_key(self.sem, CLEAN_ATTACK), train)
         return self.load(payload)
 
+    def new_classifier(self) -> nn.Module:
+        torch.manual_seed(self.cfg.seed)
+        return build_model(self.cfg, self.data)
+
+    def network(
+        self, name: str, spec: dict[str, Any], module: nn.Module, train: Callable[[nn.Module, ImageSet], None]
+    ) -> nn.Module:
+        def build() -> dict[str, Any]:
+            start = time.perf_counter()
+            train(module, self.data.train)
+            return {"model": cpu_state(module), "meta": {"train_s": round(time.perf_counter() - start, 3)}}
+
+        payload, _ = self.cache.get_or_create(model_key(self.sem, auxiliary=name, spec=spec), build)
+        module.load_state_dict(payload["model"])
+        return module.to(self.device).eval()
+
     def classifier(
         self, name: str, spec: dict[str, Any], train: Callable[[nn.Module, ImageSet], None]
     ) -> nn.Module:
-        def build() -> dict[str, Any]:
-            torch.manual_seed(self.cfg.seed)
-            model = build_model(self.cfg, self.data)
-            start = time.perf_counter()
-            train(model, self.data.train)
-            return {"model": cpu_state(model), "meta": {"train_s": round(time.perf_counter() - start, 3)}}
-
-        payload, _ = self.cache.get_or_create(model_key(self.sem, auxiliary=name, spec=spec), build)
-        return self.load(payload)
+        return prepare_model(self.network(name, spec, self.new_classifier(), train), self.device)
 
 
 def train_victim(cfg: DictConfig, data: DataBundle, attack: Attack, device: torch.device) -> dict[str, Any]:
     """Poison (training any auxiliary model the attack needs) and train the model from scratch; the
     payload the cache stores."""
     recipe = instantiate(cfg.train)
+    attack.to(device)
     start = time.perf_counter()
     poisoned = attack.poison(
         data.train, AttackContext(device, recipe, CellModels(cfg, data, device), cfg.progress)
@@ -153,7 +162,7 @@ def train_victim(cfg: DictConfig, data: DataBundle, attack: Attack, device: torc
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data)
     start = time.perf_counter()
-    stats = fit(model, poisoned, recipe, device, batch_hook=attack.batch_hook,
+    stats = fit(model, poisoned, recipe, device, hooks=attack,
                 seed=cfg.seed, desc="victim", progress=cfg.progress)  # fmt: skip
     train_s = time.perf_counter() - start
     acc = evaluate(model, data.test, None, attack.target, device, cfg.eval_batch_size)["acc"]
@@ -204,6 +213,7 @@ def load_victim(cfg: DictConfig, device: torch.device) -> Victim:
         victim_key(sem, sem["attack"]), lambda: train_victim(cfg, data, attack, device)
     )
     attack.load_state_dict(payload["attack"])
+    attack.to(device).eval()
     return Victim(data, attack, load_model(cfg, data, payload["model"], device), payload, hit)
 
 
@@ -233,6 +243,7 @@ def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
 
     start = time.perf_counter()
     after = evaluate(model, data.test, triggered, attack.target, device, cfg.eval_batch_size)
+    detection_info = detection(model, data.test, triggered, device, cfg.eval_batch_size)
     eval_s += time.perf_counter() - start
 
     record = {
@@ -258,6 +269,7 @@ def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": container(cfg),
         "defense_info": info,
+        "detection_info": detection_info,
     }
     write_record(path, record)
     if logger is not None:

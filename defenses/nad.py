@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from bench.engine import Recipe, fit
 from bench.errors import ConfigError
 from defenses._base import DefenderContext, Defense
-from defenses._hooks import capture, stage_ends
+from models import capture, stage_ends
 
 
 def attention_map(f: torch.Tensor, p: float) -> torch.Tensor:

@@ -5,8 +5,18 @@ creates one activation module per use (so defenses can hook each activation laye
 by ``Normalized`` so that attacks and defenses see images in [0, 1].
 """
 
+from models._features import capture, stage_ends
 from models._head import classifier_head, head_features
 from models._layers import act_class, activation_layers, make_act
 from models._normalize import Normalized
 
-__all__ = ["Normalized", "act_class", "activation_layers", "classifier_head", "head_features", "make_act"]
+__all__ = [
+    "Normalized",
+    "act_class",
+    "activation_layers",
+    "capture",
+    "classifier_head",
+    "head_features",
+    "make_act",
+    "stage_ends",
+]

@@ -40,8 +40,9 @@ def tiny_model() -> nn.Module:
 class StubModels:
     """AuxiliaryModels without training: a fixed random-init classifier for every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, train_set: ImageSet | None = None) -> None:
         self.requests: list[str] = []
+        self.train_set = train_set
 
     def clean_classifier(self) -> nn.Module:
         self.requests.append("clean")
@@ -51,9 +52,21 @@ class StubModels:
         self.requests.append(name)
         return tiny_model()
 
+    def new_classifier(self) -> nn.Module:
+        return tiny_model().train()
 
-def context() -> AttackContext:
-    return AttackContext(torch.device("cpu"), Recipe(epochs=1), StubModels(), progress=False)
+    def network(self, name: str, spec: dict[str, Any], module: nn.Module, train: Any) -> nn.Module:
+        """Trains ``module`` for real, on ``self.train_set`` when one is given (no cache)."""
+        self.requests.append(name)
+        if self.train_set is not None:
+            train(module, self.train_set)
+        return module.eval()
+
+
+def context(train_set: ImageSet | None = None, recipe: Recipe | None = None) -> AttackContext:
+    return AttackContext(
+        torch.device("cpu"), recipe or Recipe(epochs=1), StubModels(train_set), progress=False
+    )
 
 
 def built(name: str, *overrides: str) -> Attack:
@@ -137,7 +150,7 @@ def test_wanet_noise_mode_differs_per_sample_and_keeps_labels() -> None:
     attack.setup(bundle())
     x = torch.rand(1, 3, 32, 32).expand(100, -1, -1, -1).clone()
     y = torch.full((100,), 5)
-    out, labels = attack.batch_hook(x, y)
+    out, labels = attack.batch_hook(nn.Identity(), x, y)
     assert (labels[:10] == 0).all() and (labels[10:] == 5).all()
     assert torch.allclose(out[:10], attack.apply(x[:1]).expand(10, -1, -1, -1), atol=1e-6)
     noise = out[10:30]

@@ -14,14 +14,13 @@ from bench.engine import Recipe, fit
 from bench.pipeline import run_cell
 from datasets import DataBundle
 from defenses._base import DefenderContext
-from defenses._hooks import capture, stage_ends
 from defenses.anp import ANP, BatchNormPerturbation
 from defenses.fp import FinePruning, MaskedLinear
 from defenses.ibau import IBAU
 from defenses.nad import AttentionDistillationLoss
 from defenses.nc import NeuralCleanse, anomaly_indices
 from defenses.seam import SEAM
-from models import Normalized, classifier_head, head_features
+from models import Normalized, capture, classifier_head, head_features, stage_ends
 from models.mobilenet import mobilenet
 from models.resnet import resnet18
 from models.vgg import vgg11

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bench.engine import Recipe, augment, fit
+from bench.engine import Recipe, TrainingHooks, augment, fit
 from bench.errors import ConfigError
 from datasets import ImageSet
 
@@ -46,14 +46,28 @@ def test_fit_learns_a_separable_problem() -> None:
     assert stats["loss"] < 0.2 and not model.training
 
 
-def test_batch_hook_sees_float_batches() -> None:
-    seen = []
+class Recorder(TrainingHooks):
+    def __init__(self) -> None:
+        self.seen: list[tuple] = []
 
-    def hook(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        seen.append((xb.dtype, float(xb.max()), len(yb)))
+    def batch_hook(
+        self, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.seen.append((xb.dtype, float(xb.max()), len(yb), model.training))
         return xb, yb
+
+    def after_step(self) -> None:
+        self.seen.append("step")
+
+    def after_epoch(self, model: nn.Module, epoch: int) -> None:
+        self.seen.append(("epoch", epoch))
+
+
+def test_hooks_see_float_batches_steps_and_epochs() -> None:
+    hooks = Recorder()
 
     data = ImageSet(torch.full((10, 3, 4, 4), 255, dtype=torch.uint8), torch.zeros(10))
     fit(nn.Sequential(nn.Flatten(), nn.Linear(48, 2)), data, Recipe(epochs=1, batch_size=4, lr=0.1),
-        torch.device("cpu"), batch_hook=hook, progress=False)  # fmt: skip
-    assert seen == [(torch.float32, 1.0, 4), (torch.float32, 1.0, 4), (torch.float32, 1.0, 2)]
+        torch.device("cpu"), hooks=hooks, progress=False)  # fmt: skip
+    batches = [(torch.float32, 1.0, 4, True), (torch.float32, 1.0, 4, True), (torch.float32, 1.0, 2, True)]
+    assert hooks.seen == [batches[0], "step", batches[1], "step", batches[2], "step", ("epoch", 0)]

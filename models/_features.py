@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from models import activation_layers
+from models._layers import activation_layers
 
 
 @contextmanager
