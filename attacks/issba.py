@@ -16,6 +16,8 @@ specificity: the share of its energy that is not the mean residual (0 would be o
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -123,6 +125,7 @@ class ISSBA(PoisoningAttack):
         self.info.update(
             bit_accuracy=round(accuracy, 4),
             residual_rms=round(energy.sqrt().item(), 4),
+            psnr_db=round(-10 * math.log10(max(energy.item(), 1e-12)), 2),
             residual_linf_mean=round(residual.abs().amax(dim=(1, 2, 3)).mean().item(), 4),
             residual_specificity=round((specific / energy.clamp_min(1e-12)).item(), 4),
         )

@@ -35,14 +35,16 @@ def records_frame(results_dir: str | Path) -> pd.DataFrame:
     return pd.json_normalize(records)
 
 
-def cell_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Cells with their metrics; ``by`` adds config columns (``defense.z`` reads config.defense.z)."""
+def cell_table(frame: pd.DataFrame, by: list[str], extra_metrics: list[str] | None = None) -> pd.DataFrame:
+    """Cells with their metrics; ``by`` adds config columns (``defense.z`` reads config.defense.z) and
+    ``extra_metrics`` other record columns (``detection_info.tpr``), gaps where a record lacks them."""
     extra = [f"config.{k}" for k in by]
     missing = [c for c in extra if c not in frame]
     if missing:
         raise KeyError(f"no such config columns in the records: {missing}")
     # reindex: records older than a metric (e.g. aux_train_s) show it as a gap
-    table = frame.reindex(columns=["dataset", "model", "attack", "defense", *extra, *METRICS]).rename(
+    columns = ["dataset", "model", "attack", "defense", *extra, *METRICS, *(extra_metrics or [])]
+    table = frame.reindex(columns=columns).rename(
         columns={f"config.{k}": k for k in by}
     )
     return table.sort_values(["dataset", "model", "attack", "defense", *by], na_position="first")
@@ -67,13 +69,14 @@ def main() -> None:
     p.add_argument("--attack", nargs="*", help="only these attacks")
     p.add_argument("--defense", nargs="*", help="only these defenses")
     p.add_argument("--victims", action="store_true", help="one row per backdoored model (defense=none cells)")
+    p.add_argument("--metrics", nargs="*", default=[], help="more record columns, e.g. detection_info.tpr")
     args = p.parse_args()
     frame = records_frame(args.results_dir)
     if args.attack:
         frame = frame[frame.attack.isin(args.attack)]
     if args.defense:
         frame = frame[frame.defense.isin(args.defense)]
-    table = victim_table(frame, args.by) if args.victims else cell_table(frame, args.by)
+    table = victim_table(frame, args.by) if args.victims else cell_table(frame, args.by, args.metrics)
     print(
         table.astype(object)
         .where(table.notna(), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import subprocess
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 # What conf/attack/none.yaml composes to: the clean model of a row shares the victims' cache.
 CLEAN_ATTACK = {"_target_": "attacks.none.NoAttack"}
 # Keys that change where or how a cell runs, never its result.
-RUN_ONLY_KEYS = ("results_dir", "cache_dir", "logger", "device", "progress", "eval_batch_size")
+RUN_ONLY_KEYS = ("results_dir", "cache_dir", "logger", "device", "progress", "eval_batch_size", "overwrite")
 DATA_ACCESS_KEYS = ("root", "download")
 
 
@@ -114,6 +115,8 @@ class CellModels:
         self.cfg, self.data, self.device = cfg, data, device
         self.sem = semantic_config(cfg)
         self.cache = ModelCache(cfg.cache_dir)
+        # training seconds of every auxiliary network used, cached or not: what poisoning really costs
+        self.train_s: dict[str, float] = {}
 
     def load(self, payload: dict[str, Any]) -> nn.Module:
         return load_model(self.cfg, self.data, payload["model"], self.device).eval()
@@ -125,6 +128,7 @@ class CellModels:
             return train_victim(self.cfg, self.data, clean, self.device)
 
         payload, _ = self.cache.get_or_create(victim_key(self.sem, CLEAN_ATTACK), train)
+        self.train_s["clean_classifier"] = payload["meta"]["train_s"] + payload["meta"].get("aux_train_s", 0)
         return self.load(payload)
 
     def new_classifier(self) -> nn.Module:
@@ -140,6 +144,7 @@ class CellModels:
             return {"model": cpu_state(module), "meta": {"train_s": round(time.perf_counter() - start, 3)}}
 
         payload, _ = self.cache.get_or_create(model_key(self.sem, auxiliary=name, spec=spec), build)
+        self.train_s[name] = payload["meta"]["train_s"]
         module.load_state_dict(payload["model"])
         return module.to(self.device).eval()
 
@@ -154,10 +159,9 @@ def train_victim(cfg: DictConfig, data: DataBundle, attack: Attack, device: torc
     payload the cache stores."""
     recipe = instantiate(cfg.train)
     attack.to(device)
+    models = CellModels(cfg, data, device)
     start = time.perf_counter()
-    poisoned = attack.poison(
-        data.train, AttackContext(device, recipe, CellModels(cfg, data, device), cfg.progress)
-    )
+    poisoned = attack.poison(data.train, AttackContext(device, recipe, models, cfg.progress))
     aux_s = time.perf_counter() - start
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data)
@@ -174,7 +178,10 @@ def train_victim(cfg: DictConfig, data: DataBundle, attack: Attack, device: torc
             "train_s": round(train_s, 3),
             "aux_train_s": round(aux_s, 3),
             "images_per_s": round(stats["images_per_s"], 1),
-            "attack_info": attack.info,
+            "attack_info": {
+                **attack.info,
+                **({"aux_networks_train_s": models.train_s} if models.train_s else {}),
+            },
         },  # fmt: skip
     }
 
@@ -218,10 +225,14 @@ def load_victim(cfg: DictConfig, device: torch.device) -> Victim:
 
 
 def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
-    """Run one cell and return its record (also written to ``results_dir``)."""
+    """Run one cell and return its record (also written to ``results_dir``). A cell whose record exists
+    is not run again unless ``overwrite=true``: sweeps resume where they stopped."""
     sem = semantic_config(cfg)
     cid = cell_id(names, sem)
     path = record_path(cfg.results_dir, cid)
+    if path.exists() and not cfg.get("overwrite", False):
+        log.info("record exists, cell skipped (overwrite=true redoes it): %s", path)
+        return json.loads(path.read_text())
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     device = resolve_device(cfg.device)
     defense = instantiate(cfg.defense)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The runs behind results/cpu/attacks.md (CPU setting, 2 cores, no GPU): every attack's victim with
 # defense=none, so each record holds the clean model's ACC, the backdoored ACC, ASR, RA and training time.
-# Resumable: victims and auxiliary models come from the model cache; each cell rewrites its own record.
+# Resumable: victims and auxiliary models come from the model cache; a cell whose record exists is
+# skipped (overwrite=true redoes it).
 set -euo pipefail
 py=${PY:-.venv/bin/python}
 common=(experiment=cpu progress=false logger=none defense=none)

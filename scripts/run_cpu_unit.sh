@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind results/cpu/README.md and results/cpu/unit.md (CPU setting, 2 cores, no GPU).
-# Resumable: victims come from the model cache; each cell rewrites its own record.
+# Resumable: victims come from the model cache; a cell whose record exists is skipped
+# (overwrite=true redoes it).
 set -euo pipefail
 py=${PY:-.venv/bin/python}
 common=(experiment=cpu progress=false logger=none)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import pytest
 import torch
 import torch.nn as nn
@@ -72,10 +74,18 @@ def test_dynamic_generator_trains_jointly_with_the_classifier() -> None:
     assert not states_equal(attack.net, start)
 
 
-def small_ia(**kw: object) -> InputAware:
-    attack = InputAware(width=4, **kw)  # type: ignore[arg-type]
+A = TypeVar("A", bound=nn.Module)
+
+
+def small(cls: type[A], **kw: object) -> A:
+    """A generator attack with 4-channel U-Nets, set up on the toy bundle."""
+    attack = cls(width=4, **kw)
     attack.setup(bundle())
     return attack
+
+
+def small_ia(**kw: object) -> InputAware:
+    return small(InputAware, **kw)
 
 
 def test_ia_trigger_depends_on_the_image_it_is_generated_from() -> None:
@@ -164,14 +174,10 @@ def test_sunrise_scenes_are_warm_images_in_range() -> None:
     assert grey.shape == (2, 1, 32, 32)
 
 
-def small_dfst(**kw: object) -> DFST:
-    attack = DFST(width=4, **kw)  # type: ignore[arg-type]
-    attack.setup(bundle())
-    return attack
-
-
 def test_dfst_style_depends_on_the_image() -> None:
-    attack = small_dfst()
+    attack = small(
+        DFST,
+    )
     x = torch.rand(2, 3, 32, 32)
     residual = attack.apply(x) - x
     assert (residual[0] - residual[1]).abs().max() > 1e-3
@@ -179,7 +185,7 @@ def test_dfst_style_depends_on_the_image() -> None:
 
 def test_dfst_detox_samples_keep_their_true_labels() -> None:
     data = bundle(300)
-    attack = small_dfst(poison_rate=0.1, style_steps=2, detox_epochs=1, detox_share=0.2)
+    attack = small(DFST, poison_rate=0.1, style_steps=2, detox_epochs=1, detox_share=0.2)
     attack.poison(data.train, context(data.train, Recipe(epochs=3)))
     model = tiny_model()
     attack.after_epoch(model, 0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.pipeline import run_cell
-from bench.records import FIELDS, read_records
+from bench.records import FIELDS, read_records, record_path
 from tests.conftest import REPO, group_options, needs_fashion
 
 pytestmark = needs_fashion
@@ -25,11 +25,17 @@ def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
     assert first["config"]["attack"]["poison_rate"] == 0.1
     for key in ("acc_before", "asr_before", "acc", "asr", "ra", "der"):
         assert 0 <= first[key] <= 100
+    assert run_cell(cfg, names) == first  # the record exists: the cell is skipped
+    cfg.overwrite = True
     second = run_cell(cfg, names)
     assert second["cache_hit"] and second["acc_before"] == first["acc_before"]
     assert second["attack_train_s"] == first["attack_train_s"]
     records = read_records(cfg.results_dir)
     assert len(records) == 1 and records[0]["cell_id"] == first["cell_id"]
+    assert records[0]["started_at"] >= first["started_at"] and records[0]["cache_hit"]  # rewritten
+    record_path(cfg.results_dir, first["cell_id"]).unlink()  # a deleted (or never written) record
+    cfg.overwrite = False
+    assert run_cell(cfg, names)["cache_hit"] and len(read_records(cfg.results_dir)) == 1
 
 
 def test_clean_model_accuracy_is_reported_once_cached(smoke_cfg) -> None:
@@ -71,7 +77,7 @@ def test_corrupt_cached_model_is_retrained(tmp_path: Path) -> None:
     assert run_cli(*args, cwd=tmp_path).returncode == 0
     (entry,) = (tmp_path / "cache").glob("*.pt")
     entry.write_bytes(entry.read_bytes()[:1000])
-    out = run_cli(*args, cwd=tmp_path)
+    out = run_cli(*args, "overwrite=true", cwd=tmp_path)
     assert out.returncode == 0 and "fails its checksum" in out.stdout + out.stderr
     (record,) = (tmp_path / "runs").glob("*.json")
     assert json.loads(record.read_text())["cache_hit"] is False

@@ -76,9 +76,13 @@ def test_tsbd_step_direction_is_the_mix_of_the_two_gradients() -> None:
 
 
 def test_tsbd_records_its_choice_of_n_from_defender_data() -> None:
-    _, info = TSBD(NO_EPOCHS, unlearn_lr=1e-2, unlearn_epochs=5).repair(trained_toy_model(), ctx())
-    assert info["n"] in [0.0, *TSBD(NO_EPOCHS).n_grid]
-    assert [row["n"] for row in info["n_sweep"]] == TSBD(NO_EPOCHS).n_grid
+    defense = TSBD(NO_EPOCHS, unlearn_lr=1e-2, unlearn_epochs=5, tolerance=0.05)
+    _, info = defense.repair(trained_toy_model(), ctx())
+    tried = [row["n"] for row in info["n_sweep"]]
+    assert tried == [*sorted(defense.n_grid, reverse=True), 0.0][: len(tried)]  # largest first
+    assert info["n"] == tried[-1]
+    passed = [row["val_acc"] >= info["val_acc_before"] - 0.05 for row in info["n_sweep"]]
+    assert not any(passed[:-1]) and (passed[-1] or info["n"] == 0.0)  # stops at the first that passes
     assert info["unlearn_epochs"] >= 1 and info["nwc_max"] >= info["nwc_median"]
 
 
