@@ -44,9 +44,7 @@ def cell_table(frame: pd.DataFrame, by: list[str], extra_metrics: list[str] | No
         raise KeyError(f"no such config columns in the records: {missing}")
     # reindex: records older than a metric (e.g. aux_train_s) show it as a gap
     columns = ["dataset", "model", "attack", "defense", *extra, *METRICS, *(extra_metrics or [])]
-    table = frame.reindex(columns=columns).rename(
-        columns={f"config.{k}": k for k in by}
-    )
+    table = frame.reindex(columns=columns).rename(columns={f"config.{k}": k for k in by})
     return table.sort_values(["dataset", "model", "attack", "defense", *by], na_position="first")
 
 
