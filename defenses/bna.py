@@ -31,6 +31,7 @@ from bench.engine import progress_bar
 from bench.errors import ConfigError, check_fraction
 from defenses._base import DefenderContext, Defense, on_device
 from defenses._reverse import MAD_CONSISTENCY, TriggerSearch
+from models import capture
 
 DIVERGENCES = ("tv", "js", "kl")
 
@@ -188,16 +189,9 @@ class BNA(Defense):
         repaired: BNARepaired, x: torch.Tensor, reduce: Callable[[torch.Tensor], Any]
     ) -> list[Any]:
         """``reduce`` of every BN layer's output on ``x`` (after the active transform, if any)."""
-        out: list[Any] = []
-        modules = dict(repaired.model.named_modules())
-        hooks = [modules[n].register_forward_hook(lambda _m, _i, o: out.append(reduce(o.float())))
-                 for n in repaired.layers]  # fmt: skip
-        try:
+        with capture(repaired.model, repaired.layers) as out:
             repaired.model(x)
-        finally:
-            for h in hooks:
-                h.remove()
-        return out
+        return [reduce(out[name].float()) for name in repaired.layers]
 
     def fit_target(
         self,
