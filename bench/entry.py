@@ -21,12 +21,19 @@ from bench.pipeline import git_sha, run_cell
 
 
 def scaled_steps(steps: int, *, _root_: DictConfig) -> int:
-    """``${scaled:N}``: an optimisation length N times ``budget.scale`` (at least 1), so one key shrinks
-    every defense's iterations alike (the ``cpu`` and ``smoke`` experiments set it)."""
+    """``${scaled:N}``: a defense's optimisation length N times ``budget.scale`` (at least 1), so one key
+    shrinks every defense's iterations alike (the ``cpu`` and ``smoke`` experiments set it)."""
     return max(1, round(steps * float(_root_.budget.scale)))
 
 
+def aux_scaled_steps(steps: int, *, _root_: DictConfig) -> int:
+    """``${aux_scaled:N}``: an attack's auxiliary-network training length N times ``budget.aux_scale``
+    (which follows ``budget.scale`` unless set), so a grid can shrink the defenses and keep its victims."""
+    return max(1, round(steps * float(_root_.budget.aux_scale)))
+
+
 OmegaConf.register_new_resolver("scaled", scaled_steps, replace=True)
+OmegaConf.register_new_resolver("aux_scaled", aux_scaled_steps, replace=True)
 
 log = logging.getLogger("bench")
 GROUPS = ("dataset", "model", "attack", "defense")

@@ -34,12 +34,16 @@ def percent(mask: torch.Tensor) -> float:
 
 
 class TriggeredTestSet:
-    """The test images that measure the backdoor, triggered once and reused for every evaluation."""
+    """The test images that measure the backdoor, triggered once and reused for every evaluation (and
+    cached with the victim: a generator attack's trigger costs tens of seconds on the CPU)."""
 
-    def __init__(self, attack: Attack, test: ImageSet) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    @classmethod
+    def build(cls, attack: Attack, test: ImageSet) -> TriggeredTestSet:
         keep = test.y != attack.target
-        self.y = test.y[keep]
-        self.x = attack.apply_uint8(test.x[keep])
+        return cls(attack.apply_uint8(test.x[keep]), test.y[keep])
 
 
 def evaluate(

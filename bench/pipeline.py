@@ -201,6 +201,21 @@ class Victim:
     model: nn.Module
     payload: dict[str, Any]
     cache_hit: bool
+    key: str
+
+    def evaluation(self, cfg: DictConfig, device: torch.device) -> tuple[TriggeredTestSet | None, dict]:
+        """The triggered test set and the victim's own ACC/ASR/RA, computed once per victim and cached
+        beside it, so the defenses of a row do not each re-trigger and re-evaluate the test set."""
+
+        def build() -> dict[str, Any]:
+            attack, test = self.attack, self.data.test
+            triggered = TriggeredTestSet.build(attack, test) if attack.has_trigger else None
+            metrics = evaluate(self.model, test, triggered, attack.target, device, cfg.eval_batch_size)
+            return {"metrics": metrics, "triggered": vars(triggered) if triggered else None}
+
+        payload, _ = ModelCache(cfg.cache_dir).get_or_create(cache_key({"evaluated_victim": self.key}), build)
+        triggered = TriggeredTestSet(**payload["triggered"]) if payload["triggered"] else None
+        return triggered, payload["metrics"]
 
     def defender_context(self, cfg: DictConfig, device: torch.device) -> DefenderContext:
         """The defender's clean data: a seeded, class-balanced share of the clean training set."""
@@ -216,12 +231,13 @@ def load_victim(cfg: DictConfig, device: torch.device) -> Victim:
     attack: Attack = instantiate(cfg.attack, seed=cfg.seed)
     attack.setup(data)
     sem = semantic_config(cfg)
+    key = victim_key(sem, sem["attack"])
     payload, hit = ModelCache(cfg.cache_dir).get_or_create(
-        victim_key(sem, sem["attack"]), lambda: train_victim(cfg, data, attack, device)
+        key, lambda: train_victim(cfg, data, attack, device)
     )
     attack.load_state_dict(payload["attack"])
     attack.to(device).eval()
-    return Victim(data, attack, load_model(cfg, data, payload["model"], device), payload, hit)
+    return Victim(data, attack, load_model(cfg, data, payload["model"], device), payload, hit, key)
 
 
 def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
@@ -243,8 +259,7 @@ def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
     clean = payload if sem["attack"] == CLEAN_ATTACK else ModelCache(cfg.cache_dir).load(clean_key)
 
     start = time.perf_counter()
-    triggered = TriggeredTestSet(attack, data.test) if attack.has_trigger else None
-    before = evaluate(model, data.test, triggered, attack.target, device, cfg.eval_batch_size)
+    triggered, before = victim.evaluation(cfg, device)
     eval_s = time.perf_counter() - start
 
     ctx = victim.defender_context(cfg, device)
