@@ -1,7 +1,10 @@
-"""Result records -> pandas. Reads only the JSON records (never W&B or logs).
+"""Result records -> pandas -> the paper's tables and figures.
 
-``python -m bench.aggregate RUNS_DIR [--by defense.schedule ...]`` prints one markdown row per cell;
-``--victims`` one row per backdoored model (its ``defense=none`` cell).
+``python -m bench.aggregate RUNS_DIR`` prints one markdown row per cell (``--by defense.schedule`` adds
+config columns, ``--victims`` gives one row per backdoored model); ``--out DIR`` writes Table 1
+(``table1.md``, ``.csv``, ``.tex``), Table 2 (``table2.md``, ``.csv``), Fig. 5 and Fig. 6 (``.png``,
+``.pdf``), each when the records hold what it needs. ``--wandb`` reads the records from W&B instead:
+RUNS_DIR is then a directory of offline runs, or ``entity/project`` online.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import figures, tables
 from bench.records import read_records
+from bench.wandb_records import read_api, read_offline
 
 METRICS = [
     "acc_clean_model",
@@ -27,11 +32,17 @@ METRICS = [
 ]
 
 
-def records_frame(results_dir: str | Path) -> pd.DataFrame:
-    """One row per record; the resolved config is flattened into ``config.<group>.<key>`` columns."""
-    records = read_records(results_dir)
+def records_frame(source: str | Path, wandb: bool = False) -> pd.DataFrame:
+    """One row per record (from JSON records, or W&B runs with ``wandb``); the resolved config is
+    flattened into ``config.<group>.<key>`` columns."""
+    if not wandb:
+        records = read_records(source)
+    elif Path(source).exists():
+        records = read_offline(source)
+    else:
+        records = read_api(str(source))
     if not records:
-        raise FileNotFoundError(f"no records in {results_dir}")
+        raise FileNotFoundError(f"no records in {source}")
     return pd.json_normalize(records)
 
 
@@ -60,26 +71,59 @@ def victim_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return table[["dataset", "model", "attack", *by]].join(frame.reindex(columns=VICTIM_METRICS))
 
 
+def markdown(table: pd.DataFrame) -> str:
+    cells = table.astype(object).where(table.notna(), None)
+    return cells.to_markdown(index=False, floatfmt=".2f", missingval="")
+
+
+def write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """Every table and figure the records allow, into ``out``; says which were left out and why."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    try:
+        t1 = tables.table1(frame)
+        t1.to_csv(out / "table1.csv", index=False, float_format="%.4g")
+        (out / "table1.md").write_text(tables.table1_markdown(t1))
+        (out / "table1.tex").write_text(tables.table1_latex(t1))
+        written += [out / f"table1.{ext}" for ext in ("md", "csv", "tex")]
+    except ValueError as exc:
+        print(f"table1 left out: {exc}")
+    for name, make in (("table2", tables.table2), ("fig5", figures.fig5), ("fig6", figures.fig6)):
+        try:
+            if name == "table2":
+                t2 = make(frame)
+                t2.to_csv(out / "table2.csv", index=False, float_format="%.4g")
+                (out / "table2.md").write_text(markdown(t2) + "\n")
+                written += [out / "table2.md", out / "table2.csv"]
+            else:
+                written += make(frame, out)
+        except ValueError as exc:
+            print(f"{name} left out: {exc}")
+    return written
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("results_dir")
+    p.add_argument("results_dir", help="records directory (or, with --wandb, W&B runs)")
+    p.add_argument("--out", type=Path, help="write the paper's tables and figures into this directory")
+    p.add_argument("--wandb", action="store_true", help="read W&B offline run dirs, or entity/project online")
     p.add_argument("--by", nargs="*", default=[], help="config keys that tell cells apart, e.g. defense.z")
     p.add_argument("--attack", nargs="*", help="only these attacks")
     p.add_argument("--defense", nargs="*", help="only these defenses")
     p.add_argument("--victims", action="store_true", help="one row per backdoored model (defense=none cells)")
     p.add_argument("--metrics", nargs="*", default=[], help="more record columns, e.g. detection_info.tpr")
     args = p.parse_args()
-    frame = records_frame(args.results_dir)
+    frame = records_frame(args.results_dir, wandb=args.wandb)
     if args.attack:
         frame = frame[frame.attack.isin(args.attack)]
     if args.defense:
         frame = frame[frame.defense.isin(args.defense)]
+    if args.out:
+        for path in write_tables(frame, args.out):
+            print(f"wrote {path}")
+        return
     table = victim_table(frame, args.by) if args.victims else cell_table(frame, args.by, args.metrics)
-    print(
-        table.astype(object)
-        .where(table.notna(), None)
-        .to_markdown(index=False, floatfmt=".2f", missingval="")
-    )
+    print(markdown(table))
 
 
 if __name__ == "__main__":

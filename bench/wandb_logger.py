@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# What makes a W&B run readable back as a record (bench.wandb_records).
+IDENTITY_KEYS = ("cell_id", "dataset", "model", "attack", "defense", "seed")
 SUMMARY_KEYS = (
     "acc_clean_model", "acc_before", "asr_before", "ra_before", "acc", "asr", "ra", "der",
-    "attack_train_s", "defense_s", "eval_s", "cache_hit",
+    "attack_train_s", "aux_train_s", "defense_s", "eval_s", "cache_hit", "device",
 )  # fmt: skip
 
 
@@ -37,7 +39,7 @@ class WandbLogger:
             tags=[record["attack"], record["defense"]],
             config=record["config"],
         )
-        summary = {k: record[k] for k in SUMMARY_KEYS if record[k] is not None}
+        summary = {k: record[k] for k in (*IDENTITY_KEYS, *SUMMARY_KEYS) if record[k] is not None}
         summary.update({f"defense_info/{k}": v for k, v in record["defense_info"].items()})
         run.log(summary)
         run.summary.update(summary)

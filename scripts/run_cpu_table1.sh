@@ -12,7 +12,7 @@ half() {
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$py" -m bench -m experiment=cpu_table1 "attack=$1" \
     "hydra.sweep.dir=multirun/cpu_table1/$stamp-$2"
 }
-half none,badnets,trojan,cl,sig,instagram,reflection a &
+half none,badnets,trojan,cl,sig,instagram,reflection,blend a &
 half adap_blend,wanet,dynamic,ia,lira,issba,dfst b &
 wait
 "$py" -m bench.aggregate results/cpu/runs/table1 --out results/cpu

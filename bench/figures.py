@@ -1,0 +1,69 @@
+"""The paper's figures from result records: Fig. 5 (UNIT's ACC and ASR before and after, per attack, one
+panel per dataset/architecture pair) and Fig. 6 (each defense's wall-clock). Written as PNG and PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bench.tables import label, ordered, paper_table1  # noqa: E402
+
+BARS = (("acc_before", "ACC before", "#9ecae1"), ("acc", "ACC after", "#3182bd"),
+        ("asr_before", "ASR before", "#fcbba1"), ("asr", "ASR after", "#de2d26"))  # fmt: skip
+
+
+def save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.{ext}" for ext in ("png", "pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def fig5(frame: pd.DataFrame, out: Path, defense: str = "unit") -> list[Path]:
+    """Per dataset/model pair: ACC and ASR of each backdoored model before and after ``defense``."""
+    cells = frame[(frame.defense == defense) & (frame.attack != "none")]
+    if cells.empty:
+        raise ValueError(f"no records of defense={defense} on a backdoored model")
+    cells = cells.groupby(["dataset", "model", "attack"])[[c for c, _, _ in BARS]].mean().reset_index()
+    pairs = list(cells[["dataset", "model"]].drop_duplicates().itertuples(index=False))
+    attack_order = list(dict.fromkeys(paper_table1().attack))
+    fig, axes = plt.subplots(len(pairs), 1, figsize=(12, 3.2 * len(pairs)), squeeze=False)
+    for ax, (dataset, model) in zip(axes[:, 0], pairs, strict=True):
+        panel = cells[(cells.dataset == dataset) & (cells.model == model)].set_index("attack")
+        attacks = ordered(list(panel.index), attack_order)
+        x = np.arange(len(attacks))
+        for i, (column, name, colour) in enumerate(BARS):
+            ax.bar(x + (i - 1.5) * 0.2, panel.loc[attacks, column], 0.2, label=name, color=colour)
+        ax.set_xticks(x, [label(a) for a in attacks], rotation=30, ha="right")
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("%")
+        ax.set_title(f"{label(defense)} on {dataset} / {model}")
+    axes[0, 0].legend(ncol=4, loc="lower left", bbox_to_anchor=(0, 1.12), frameon=False)
+    return save(fig, out, "fig5")
+
+
+def fig6(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """Each defense's wall-clock over the backdoored models it repaired: median bar, min-max whisker."""
+    cells = frame[(frame.defense != "none") & (frame.attack != "none")]
+    if cells.empty:
+        raise ValueError("no records of a defense on a backdoored model")
+    stats = cells.groupby("defense").defense_s.agg(["median", "min", "max", "count"])
+    stats = stats.loc[ordered(list(stats.index), list(dict.fromkeys(paper_table1().defense)))]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(stats), 3.5))
+    x = np.arange(len(stats))
+    err = np.vstack([stats["median"] - stats["min"], stats["max"] - stats["median"]])
+    ax.bar(x, stats["median"], yerr=err, capsize=3, color="#3182bd")
+    ax.set_xticks(x, [label(d) for d in stats.index], rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("defense wall-clock (s)")
+    devices = ", ".join(sorted(cells.device.astype(str).unique())) if "device" in cells else "?"
+    ax.set_title(f"median over {int(stats['count'].max())} backdoored models ({devices}); whiskers: min-max")
+    return save(fig, out, "fig6")

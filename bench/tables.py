@@ -1,0 +1,167 @@
+"""The paper's tables from result records: Table 1 (attacks x defenses, ACC and ASR, the paper's numbers
+beside ours, an average row, best per row in bold) and Table 2 (defenses applied to clean models).
+
+Everything is computed from a records frame (``bench.aggregate.records_frame``). A cell without a record
+stays a gap (NaN in the CSV, an en dash in markdown and LaTeX), never a zero, and averages skip gaps.
+Several seeds of one cell are averaged; two records of one (attack, defense, seed) that differ in
+anything else are an error, since averaging them would hide the difference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+REFERENCE = Path(__file__).resolve().parent / "reference"
+GAP = "–"
+# Display names; anything not listed is shown as its config name.
+LABELS = {
+    "none": "None", "badnets": "BadNets", "trojan": "Trojan", "cl": "CL", "dynamic": "Dynamic",
+    "ia": "IA", "reflection": "Reflection", "sig": "SIG", "blend": "Blend", "wanet": "WaNet",
+    "issba": "ISSBA", "lira": "LIRA", "instagram": "Instagram", "dfst": "DFST", "adap_blend": "Adap-Blend",
+    "ft": "FT", "fp": "FP", "nad": "NAD", "anp": "ANP", "nc": "NC", "ibau": "I-BAU", "seam": "SEAM",
+    "unit": "UNIT", "tsbd": "TSBD", "bna": "BNA", "strip": "STRIP", "clip_uniform": "Uniform clip",
+}  # fmt: skip
+AVERAGE = "average"
+
+
+def paper_table1() -> pd.DataFrame:
+    """The UNIT paper's Table 1 (CIFAR-10/ResNet-18): columns attack, defense, acc, asr."""
+    return pd.read_csv(REFERENCE / "unit_table1.csv")
+
+
+def paper_table2() -> pd.DataFrame:
+    """The UNIT paper's Table 2: dataset, model, acc_original, acc_unit, diff."""
+    return pd.read_csv(REFERENCE / "unit_table2_clean_models.csv")
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def ordered(names: pd.Series | list[str], reference: list[str]) -> list[str]:
+    """``names`` in the paper's order, names the paper lacks after them in alphabetical order."""
+    present = set(names)
+    return [n for n in reference if n in present] + sorted(present - set(reference))
+
+
+def one_pair(frame: pd.DataFrame) -> pd.DataFrame:
+    pairs = frame[["dataset", "model"]].drop_duplicates()
+    if len(pairs) != 1:
+        found = ", ".join(f"{d}/{m}" for d, m in pairs.itertuples(index=False))
+        raise ValueError(f"Table 1 is for one dataset/model pair; the records have {found}")
+    return frame
+
+
+def seed_means(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Mean over seeds per ``keys``, refusing cells recorded twice under one seed."""
+    dup = frame.duplicated([*keys, "seed"], keep=False)
+    if dup.any():
+        cells = frame.loc[dup, [*keys, "seed"]].drop_duplicates().to_dict("records")
+        raise ValueError(f"cells recorded more than once with different configs (filter them first): {cells}")
+    grouped = frame.groupby(keys)
+    return grouped[metrics].mean().join(grouped.size().rename("n_seeds")).reset_index()
+
+
+def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Long form, one row per (attack, defense) of the full grid of what was run, plus ``average`` rows:
+    ours (acc, asr, ra, der, defense_s, n_seeds) and the paper's (paper_acc, paper_asr)."""
+    frame = one_pair(frame[frame.attack != "none"])
+    paper = paper_table1() if paper is None else paper
+    ours = seed_means(frame, ["attack", "defense"], ["acc", "asr", "ra", "der", "defense_s"])
+    attacks = ordered(ours.attack, list(dict.fromkeys(paper.attack)))
+    defenses = ordered(ours.defense, list(dict.fromkeys(paper.defense)))
+    grid = pd.MultiIndex.from_product([attacks, defenses], names=["attack", "defense"]).to_frame(index=False)
+    theirs = paper.rename(columns={"acc": "paper_acc", "asr": "paper_asr"})
+    table = grid.merge(ours, how="left").merge(theirs, how="left")
+    # Averages over the table's attacks, ours and the paper's alike (with all 14 attacks the paper's
+    # column reproduces its published averages).
+    average = table.groupby("defense", sort=False).mean(numeric_only=True).reset_index()
+    average = average.assign(attack=AVERAGE, n_seeds=float("nan"))
+    return pd.concat([table, average[table.columns]], ignore_index=True)
+
+
+def wide(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """attack x defense for one column of the long table, in the long table's order."""
+    out = table.pivot(index="attack", columns="defense", values=column)
+    return out.loc[list(dict.fromkeys(table.attack)), list(dict.fromkeys(table.defense))]
+
+
+def best_mask(values: pd.DataFrame, lower_is_better: bool) -> pd.DataFrame:
+    """True where a repaired model is the best of its row (``none``, the undefended model, never is)."""
+    repaired = values.drop(columns=["none"], errors="ignore")
+    best = repaired.min(axis=1) if lower_is_better else repaired.max(axis=1)
+    mask = repaired.eq(best, axis=0) & repaired.notna()
+    return mask.reindex(columns=values.columns, fill_value=False)
+
+
+def cell_text(ours: float, paper: float, bold: bool, latex: bool) -> str:
+    text = GAP if pd.isna(ours) else f"{ours:.2f}"
+    if bold and not pd.isna(ours):
+        text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
+    if not pd.isna(paper):
+        text += f" {{\\scriptsize({paper:.2f})}}" if latex else f" ({paper:.2f})"
+    return text
+
+
+def formatted(table: pd.DataFrame, metric: str, latex: bool = False) -> pd.DataFrame:
+    """attack x defense strings 'ours (paper)', the row's best repaired value in bold."""
+    ours, paper = wide(table, metric), wide(table, f"paper_{metric}")
+    bold = best_mask(ours, lower_is_better=metric == "asr")
+    out = pd.DataFrame(
+        [[cell_text(ours.iat[i, j], paper.iat[i, j], bold.iat[i, j], latex) for j in range(ours.shape[1])]
+         for i in range(ours.shape[0])],
+        index=[label(a) for a in ours.index], columns=[label(d) for d in ours.columns],
+    )  # fmt: skip
+    out.index.name = "attack"
+    return out
+
+
+def spearman(table: pd.DataFrame, metric: str = "asr") -> tuple[float, int]:
+    """Rank correlation of our per-defense average with the paper's, over the defenses (other than
+    ``none``) that have both; pandas' Pearson on ranks, so no SciPy is needed."""
+    avg = table[(table.attack == AVERAGE) & (table.defense != "none")]
+    both = avg[[metric, f"paper_{metric}"]].dropna()
+    if len(both) < 2:
+        return float("nan"), len(both)
+    return both[metric].rank().corr(both[f"paper_{metric}"].rank()), len(both)
+
+
+def table1_markdown(table: pd.DataFrame) -> str:
+    rho, n = spearman(table)
+    parts = []
+    for metric, title in (("asr", "ASR (%)"), ("acc", "ACC (%)")):
+        body = formatted(table, metric).to_markdown(colalign=("left",) + ("right",) * table.defense.nunique())
+        parts.append(f"### {title}: ours (paper)\n\n{body}\n")
+    parts.append(
+        f"Spearman correlation of our per-defense average ASR with the paper's: {rho:.2f} "
+        f"over {n} defenses.\n"
+        f"Bold: the best repaired model of a row (lowest ASR, highest ACC). {GAP}: no record for the cell. "
+        "Averages are over the table's attacks, for the paper's column too.\n"
+    )
+    return "\n".join(parts)
+
+
+def table1_latex(table: pd.DataFrame) -> str:
+    """The paper's layout: one row per attack, an ACC and an ASR column per defense."""
+    acc, asr = formatted(table, "acc", latex=True), formatted(table, "asr", latex=True)
+    columns = pd.MultiIndex.from_product([acc.columns, ["ACC", "ASR"]])
+    body = pd.concat([acc, asr], axis=1, keys=["ACC", "ASR"]).swaplevel(axis=1)[columns]
+    return body.style.to_latex(hrules=True, multicol_align="c", column_format="l" + "rr" * len(acc.columns))
+
+
+def table2(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Clean models (attack=none): the model's own ACC and its ACC after each defense, per dataset/model,
+    with the paper's UNIT columns where the paper has the pair."""
+    clean = frame[frame.attack == "none"]
+    if clean.empty:
+        raise ValueError("no records of clean models (attack=none)")
+    paper = paper_table2() if paper is None else paper
+    ours = seed_means(clean, ["dataset", "model", "defense"], ["acc_before", "acc"])
+    after = ours.pivot(index=["dataset", "model"], columns="defense", values="acc")
+    after = after[ordered(list(after.columns), list(LABELS))].drop(columns=["none"], errors="ignore")
+    original = ours.groupby(["dataset", "model"]).acc_before.mean().rename("acc_original")
+    theirs = paper.set_index(["dataset", "model"])[["acc_original", "acc_unit"]].add_prefix("paper_")
+    out = pd.concat([original, after.add_prefix("acc_")], axis=1).join(theirs, how="left")
+    return out.reset_index()
