@@ -22,6 +22,7 @@ LABELS = {
     "issba": "ISSBA", "lira": "LIRA", "instagram": "Instagram", "dfst": "DFST", "adap_blend": "Adap-Blend",
     "ft": "FT", "fp": "FP", "nad": "NAD", "anp": "ANP", "nc": "NC", "ibau": "I-BAU", "seam": "SEAM",
     "unit": "UNIT", "tsbd": "TSBD", "bna": "BNA", "strip": "STRIP", "clip_uniform": "Uniform clip",
+    "average": "Average",
 }  # fmt: skip
 AVERAGE = "average"
 
@@ -97,7 +98,7 @@ def best_mask(values: pd.DataFrame, lower_is_better: bool) -> pd.DataFrame:
 
 
 def cell_text(ours: float, paper: float, bold: bool, latex: bool) -> str:
-    text = GAP if pd.isna(ours) else f"{ours:.2f}"
+    text = ("--" if latex else GAP) if pd.isna(ours) else f"{ours:.2f}"
     if bold and not pd.isna(ours):
         text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
     if not pd.isna(paper):

@@ -1,0 +1,71 @@
+"""The grid experiments expand to the cells the paper needs, pick up a new attack or defense by globbing
+its config group, and the cpu_table1 grid reuses the cpu setting's victims."""
+
+from __future__ import annotations
+
+import pytest
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import create_config_search_path
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from bench.entry import CONF_DIR, compose_config
+from bench.pipeline import semantic_config, victim_key
+from tests.conftest import compose_cfg, group_options
+
+DETECTORS_AND_BASELINES = {"strip", "clip_uniform"}  # not in Table 1's mitigation grid
+
+
+def cells(experiment: str) -> list[dict[str, str]]:
+    """The jobs ``python -m bench -m experiment=<experiment>`` launches, as {group: option}."""
+    cfg = compose_config([f"experiment={experiment}"], return_hydra_config=True)
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(params)
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [dict(o.split("=", 1) for o in job) for batch in batches for job in batch]
+
+
+@pytest.mark.parametrize("experiment", ["table1", "cpu_table1"])
+def test_table1_grids_cover_every_attack_and_mitigation(experiment: str) -> None:
+    jobs = cells(experiment)
+    attacks = group_options("attack")
+    defenses = sorted(set(group_options("defense")) - DETECTORS_AND_BASELINES)
+    assert sorted({j["attack"] for j in jobs}) == attacks and "none" in attacks
+    assert sorted({j["defense"] for j in jobs}) == defenses and "none" in defenses
+    assert len(jobs) == len(attacks) * len(defenses)
+
+
+def test_fig5_and_clean_models_cover_the_six_pairs() -> None:
+    pairs = group_options("pair")
+    assert len(pairs) == 6
+    fig5 = cells("fig5")
+    assert len(fig5) == 6 * len(group_options("attack")) * 2
+    assert {j["defense"] for j in fig5} == {"none", "unit"} and {j["pair"] for j in fig5} == set(pairs)
+    clean = cells("clean_models")
+    assert {j["attack"] for j in clean} == {"none"} and {j["pair"] for j in clean} == set(pairs)
+
+
+@pytest.mark.parametrize("pair", group_options("pair"))
+def test_pair_sets_dataset_and_model(pair: str) -> None:
+    _, names = compose_cfg([f"pair={pair}"])
+    assert f"{names['dataset']}_{names['model']}" == pair
+
+
+@pytest.mark.parametrize("attack", ["badnets", "ia", "issba", "dfst"])
+def test_cpu_table1_reuses_the_cpu_victims(attack: str) -> None:
+    """Shrinking the defenses' budget must not retrain the victims (their auxiliary networks included)."""
+    keys = []
+    for experiment in ("cpu", "cpu_table1"):
+        sem = semantic_config(compose_config([f"experiment={experiment}", f"attack={attack}"]))
+        keys.append(victim_key(sem, sem["attack"]))
+    assert keys[0] == keys[1]
+    table1 = compose_config(["experiment=cpu_table1", "defense=nc"])
+    assert table1.defense.steps < compose_config(["experiment=cpu", "defense=nc"]).defense.steps
+
+
+@pytest.mark.parametrize(("preset", "gpus"), [("slurm_gpu", 1), ("slurm_cpu", None)])
+def test_slurm_launcher_presets_extend_submitit(preset: str, gpus: int | None) -> None:
+    launcher = compose_config([f"hydra/launcher={preset}"], return_hydra_config=True).hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.gpus_per_node == gpus and launcher.timeout_min > 0 and launcher.array_parallelism > 0
