@@ -76,27 +76,31 @@ def markdown(table: pd.DataFrame) -> str:
     return cells.to_markdown(index=False, floatfmt=".2f", missingval="")
 
 
+def write_table1(frame: pd.DataFrame, out: Path) -> list[Path]:
+    t1 = tables.table1(frame)
+    t1.to_csv(out / "table1.csv", index=False, float_format="%.4g")
+    (out / "table1.md").write_text(tables.table1_markdown(t1))
+    (out / "table1.tex").write_text(tables.table1_latex(t1))
+    return [out / f"table1.{ext}" for ext in ("md", "csv", "tex")]
+
+
+def write_table2(frame: pd.DataFrame, out: Path) -> list[Path]:
+    t2 = tables.table2(frame)
+    t2.to_csv(out / "table2.csv", index=False, float_format="%.4g")
+    (out / "table2.md").write_text(markdown(t2) + "\n")
+    return [out / "table2.md", out / "table2.csv"]
+
+
+WRITERS = {"table1": write_table1, "table2": write_table2, "fig5": figures.fig5, "fig6": figures.fig6}
+
+
 def write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:
     """Every table and figure the records allow, into ``out``; says which were left out and why."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    try:
-        t1 = tables.table1(frame)
-        t1.to_csv(out / "table1.csv", index=False, float_format="%.4g")
-        (out / "table1.md").write_text(tables.table1_markdown(t1))
-        (out / "table1.tex").write_text(tables.table1_latex(t1))
-        written += [out / f"table1.{ext}" for ext in ("md", "csv", "tex")]
-    except ValueError as exc:
-        print(f"table1 left out: {exc}")
-    for name, make in (("table2", tables.table2), ("fig5", figures.fig5), ("fig6", figures.fig6)):
+    for name, write in WRITERS.items():
         try:
-            if name == "table2":
-                t2 = make(frame)
-                t2.to_csv(out / "table2.csv", index=False, float_format="%.4g")
-                (out / "table2.md").write_text(markdown(t2) + "\n")
-                written += [out / "table2.md", out / "table2.csv"]
-            else:
-                written += make(frame, out)
+            written += write(frame, out)
         except ValueError as exc:
             print(f"{name} left out: {exc}")
     return written
