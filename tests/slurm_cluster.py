@@ -159,8 +159,19 @@ class LocalSlurm:
         return self
 
     # -- tear-down ----------------------------------------------------------------------------------
+    def cancel_jobs(self) -> None:
+        """Cancel what is still queued or running and let slurmd end it: a job step left running when
+        slurmd stops would live on as an orphaned slurmstepd."""
+        if "slurmctld" not in self.procs or self.procs["slurmctld"].poll() is not None:
+            return
+        self.ok("scancel", "--full", f"--user={os.getuid()}")
+        with contextlib.suppress(ClusterError):
+            wait_for(lambda: not self.run("squeue", "-h", check=False).stdout.strip(), "an empty queue", 30)
+
     def stop(self) -> None:
-        """Stop every daemon this object started, newest first, by PID: TERM, then KILL after 10 s."""
+        """Cancel every job, then stop every daemon this object started, newest first, by PID: TERM,
+        then KILL after 10 s."""
+        self.cancel_jobs()
         for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGTERM)
