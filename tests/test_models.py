@@ -52,3 +52,13 @@ def test_normalized_wrapper() -> None:
     net = nn.Identity()
     model = Normalized(net, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     assert torch.allclose(model(torch.full((1, 3, 2, 2), 0.75)), torch.ones(1, 3, 2, 2))
+
+
+def test_timm_models_refuse_a_width_multiplier_and_unknown_names() -> None:
+    from bench.errors import ConfigError
+    from models.timm_model import timm_model
+
+    with pytest.raises(ConfigError, match="model.width=0.125 has no meaning for timm"):
+        timm_model("resnet18", width=0.125)
+    with pytest.raises(ConfigError, match="unknown timm model"):
+        timm_model("no_such_net")
