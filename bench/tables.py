@@ -131,7 +131,8 @@ def spearman(table: pd.DataFrame, metric: str = "asr") -> tuple[float, int]:
 
 def table1_markdown(table: pd.DataFrame) -> str:
     rho, n = spearman(table)
-    parts = []
+    cells = table[table.attack != AVERAGE]
+    parts = [f"{int(cells.acc.notna().sum())} of {len(cells)} cells have a record.\n"]
     for metric, title in (("asr", "ASR (%)"), ("acc", "ACC (%)")):
         body = formatted(table, metric).to_markdown(colalign=("left",) + ("right",) * table.defense.nunique())
         parts.append(f"### {title}: ours (paper)\n\n{body}\n")

@@ -122,6 +122,7 @@ def test_cli_writes_tables(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "o" / "table1.md").read_text()
     assert "| BadNets" in text and "**2.00** (0.78)" in text and "Spearman" in text
+    assert text.startswith("5 of 6 cells have a record.")  # blend x ft is missing
 
 
 def test_records_read_back_from_wandb_offline_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
