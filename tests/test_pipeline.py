@@ -75,8 +75,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, override: str, message
 def test_corrupt_cached_model_is_retrained(tmp_path: Path) -> None:
     args = ("experiment=smoke", f"results_dir={tmp_path}/runs", f"cache_dir={tmp_path}/cache", "defense=none")
     assert run_cli(*args, cwd=tmp_path).returncode == 0
-    (entry,) = (tmp_path / "cache").glob("*.pt")
-    entry.write_bytes(entry.read_bytes()[:1000])
+    entries = list((tmp_path / "cache").glob("*.pt"))
+    assert len(entries) == 2  # the victim and its evaluation (triggered test set, own metrics)
+    for entry in entries:
+        entry.write_bytes(entry.read_bytes()[:1000])
     out = run_cli(*args, "overwrite=true", cwd=tmp_path)
     assert out.returncode == 0 and "fails its checksum" in out.stdout + out.stderr
     (record,) = (tmp_path / "runs").glob("*.json")
