@@ -76,9 +76,11 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     grid = pd.MultiIndex.from_product([attacks, defenses], names=["attack", "defense"]).to_frame(index=False)
     theirs = paper.rename(columns={"acc": "paper_acc", "asr": "paper_asr"})
     table = grid.merge(ours, how="left").merge(theirs, how="left")
-    # Averages over the table's attacks, ours and the paper's alike (with all 14 attacks the paper's
-    # column reproduces its published averages).
-    average = table.groupby("defense", sort=False).mean(numeric_only=True).reset_index()
+    # Averages over the attacks that have our number, the paper's over the same attacks, so the two
+    # compare like with like while a grid is incomplete (with all 14 attacks the paper's column is the
+    # mean of its rows).
+    same = table.assign(**{f"paper_{m}": table[f"paper_{m}"].where(table[m].notna()) for m in ("acc", "asr")})
+    average = same.groupby("defense", sort=False).mean(numeric_only=True).reset_index()
     average = average.assign(attack=AVERAGE, n_seeds=float("nan"))
     return pd.concat([table, average[table.columns]], ignore_index=True)
 
@@ -140,7 +142,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
         f"Spearman correlation of our per-defense average ASR with the paper's: {rho:.2f} "
         f"over {n} defenses.\n"
         f"Bold: the best repaired model of a row (lowest ASR, highest ACC). {GAP}: no record for the cell. "
-        "Averages are over the table's attacks, for the paper's column too.\n"
+        "Averages are over the attacks with a record, the paper's over the same attacks.\n"
     )
     return "\n".join(parts)
 
