@@ -31,7 +31,7 @@ class ClusterError(RuntimeError):
 
 def missing_requirements() -> str | None:
     """Why a cluster cannot start on this machine, or None."""
-    absent = [d for d in DAEMONS if shutil.which(d) is None and not Path("/usr/sbin", d).exists()]
+    absent = [d for d in DAEMONS if not Path(binary(d)).exists()]
     if absent:
         return f"SLURM/MariaDB/munge not installed ({', '.join(absent)}): scripts/install_slurm.sh"
     if os.geteuid() != 0:
