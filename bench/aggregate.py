@@ -76,9 +76,14 @@ def markdown(table: pd.DataFrame) -> str:
     return cells.to_markdown(index=False, floatfmt=".2f", missingval="")
 
 
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    """Four significant digits: the tables' precision, without float noise like 88.94000000000001."""
+    table.to_csv(path, index=False, float_format="%.4g")
+
+
 def write_table1(frame: pd.DataFrame, out: Path) -> list[Path]:
     t1 = tables.table1(frame)
-    t1.to_csv(out / "table1.csv", index=False, float_format="%.4g")
+    write_csv(t1, out / "table1.csv")
     (out / "table1.md").write_text(tables.table1_markdown(t1))
     (out / "table1.tex").write_text(tables.table1_latex(t1))
     return [out / f"table1.{ext}" for ext in ("md", "csv", "tex")]
@@ -86,7 +91,7 @@ def write_table1(frame: pd.DataFrame, out: Path) -> list[Path]:
 
 def write_table2(frame: pd.DataFrame, out: Path) -> list[Path]:
     t2 = tables.table2(frame)
-    t2.to_csv(out / "table2.csv", index=False, float_format="%.4g")
+    write_csv(t2, out / "table2.csv")
     (out / "table2.md").write_text(markdown(t2) + "\n")
     return [out / "table2.md", out / "table2.csv"]
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.tables import label, ordered, paper_table1  # noqa: E402
+from bench.tables import first_seen, label, ordered, paper_table1  # noqa: E402
 
 BARS = (("acc_before", "ACC before", "#9ecae1"), ("acc", "ACC after", "#3182bd"),
         ("asr_before", "ASR before", "#fcbba1"), ("asr", "ASR after", "#de2d26"))  # fmt: skip
@@ -34,7 +34,7 @@ def fig5(frame: pd.DataFrame, out: Path, defense: str = "unit") -> list[Path]:
         raise ValueError(f"no records of defense={defense} on a backdoored model")
     cells = cells.groupby(["dataset", "model", "attack"])[[c for c, _, _ in BARS]].mean().reset_index()
     pairs = list(cells[["dataset", "model"]].drop_duplicates().itertuples(index=False))
-    attack_order = list(dict.fromkeys(paper_table1().attack))
+    attack_order = first_seen(paper_table1().attack)
     fig, axes = plt.subplots(len(pairs), 1, figsize=(12, 3.2 * len(pairs)), squeeze=False)
     for ax, (dataset, model) in zip(axes[:, 0], pairs, strict=True):
         panel = cells[(cells.dataset == dataset) & (cells.model == model)].set_index("attack")
@@ -56,7 +56,7 @@ def fig6(frame: pd.DataFrame, out: Path) -> list[Path]:
     if cells.empty:
         raise ValueError("no records of a defense on a backdoored model")
     stats = cells.groupby("defense").defense_s.agg(["median", "min", "max", "count"])
-    stats = stats.loc[ordered(list(stats.index), list(dict.fromkeys(paper_table1().defense)))]
+    stats = stats.loc[ordered(list(stats.index), first_seen(paper_table1().defense))]
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(stats), 3.5))
     x = np.arange(len(stats))
     err = np.vstack([stats["median"] - stats["min"], stats["max"] - stats["median"]])

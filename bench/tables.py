@@ -41,6 +41,11 @@ def label(name: str) -> str:
     return LABELS.get(name, name)
 
 
+def first_seen(values: pd.Series | list[str]) -> list[str]:
+    """The distinct values in the order they first appear (the paper's row and column order)."""
+    return list(dict.fromkeys(values))
+
+
 def ordered(names: pd.Series | list[str], reference: list[str]) -> list[str]:
     """``names`` in the paper's order, names the paper lacks after them in alphabetical order."""
     present = set(names)
@@ -71,8 +76,8 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     frame = one_pair(frame[frame.attack != "none"])
     paper = paper_table1() if paper is None else paper
     ours = seed_means(frame, ["attack", "defense"], ["acc", "asr", "ra", "der", "defense_s"])
-    attacks = ordered(ours.attack, list(dict.fromkeys(paper.attack)))
-    defenses = ordered(ours.defense, list(dict.fromkeys(paper.defense)))
+    attacks = ordered(ours.attack, first_seen(paper.attack))
+    defenses = ordered(ours.defense, first_seen(paper.defense))
     grid = pd.MultiIndex.from_product([attacks, defenses], names=["attack", "defense"]).to_frame(index=False)
     theirs = paper.rename(columns={"acc": "paper_acc", "asr": "paper_asr"})
     table = grid.merge(ours, how="left").merge(theirs, how="left")
@@ -88,7 +93,7 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
 def wide(table: pd.DataFrame, column: str) -> pd.DataFrame:
     """attack x defense for one column of the long table, in the long table's order."""
     out = table.pivot(index="attack", columns="defense", values=column)
-    return out.loc[list(dict.fromkeys(table.attack)), list(dict.fromkeys(table.defense))]
+    return out.loc[first_seen(table.attack), first_seen(table.defense)]
 
 
 def best_mask(values: pd.DataFrame, lower_is_better: bool) -> pd.DataFrame:
