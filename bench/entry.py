@@ -83,6 +83,8 @@ def main(cfg: DictConfig) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if record is None:  # another process holds the cell
+        return
     cell = " ".join(f"{g}={names[g]}" for g in GROUPS)
 
     def fmt(v: float | None) -> str:

@@ -21,8 +21,9 @@ BARS = (("acc_before", "ACC before", "#9ecae1"), ("acc", "ACC after", "#3182bd")
 def save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.{ext}" for ext in ("png", "pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+    for path in paths:  # no creation date in the PDF: re-aggregating the same runs gives the same bytes
+        meta = {"CreationDate": None} if path.suffix == ".pdf" else None
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=meta)
     plt.close(fig)
     return paths
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+from filelock import FileLock, Timeout
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -240,15 +241,35 @@ def load_victim(cfg: DictConfig, device: torch.device) -> Victim:
     return Victim(data, attack, load_model(cfg, data, payload["model"], device), payload, hit, key)
 
 
-def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
+def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any] | None:
     """Run one cell and return its record (also written to ``results_dir``). A cell whose record exists
-    is not run again unless ``overwrite=true``: sweeps resume where they stopped."""
+    is not run again unless ``overwrite=true``: sweeps resume where they stopped. A cell that another
+    process is running (it holds the cell's claim) is skipped and gives None, so several sweeps over one
+    list share its cells: ``scripts/run_cpu_table1.sh`` runs one per core."""
     sem = semantic_config(cfg)
     cid = cell_id(names, sem)
     path = record_path(cfg.results_dir, cid)
-    if path.exists() and not cfg.get("overwrite", False):
-        log.info("record exists, cell skipped (overwrite=true redoes it): %s", path)
-        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    claim = FileLock(str(path.parent / f".{cid}.claim"), timeout=0)
+    try:
+        claim.acquire()
+    except Timeout:
+        log.info("cell running in another process, skipped: %s", path)
+        return None
+    try:
+        if path.exists() and not cfg.get("overwrite", False):  # checked under the claim: no double run
+            log.info("record exists, cell skipped (overwrite=true redoes it): %s", path)
+            return json.loads(path.read_text())
+        return run_claimed_cell(cfg, names, sem, cid, path)
+    finally:
+        claim.release()
+        Path(claim.lock_file).unlink(missing_ok=True)
+
+
+def run_claimed_cell(
+    cfg: DictConfig, names: dict[str, str], sem: dict[str, Any], cid: str, path: Path
+) -> dict[str, Any]:
+    """The cell's work, from the cached victim to the written record."""
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     device = resolve_device(cfg.device)
     defense = instantiate(cfg.defense)

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
-from bench.pipeline import run_cell
+from bench.pipeline import cell_id, run_cell, semantic_config
 from bench.records import FIELDS, read_records, record_path
 from tests.conftest import REPO, group_options, needs_fashion
 
@@ -36,6 +37,18 @@ def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
     record_path(cfg.results_dir, first["cell_id"]).unlink()  # a deleted (or never written) record
     cfg.overwrite = False
     assert run_cell(cfg, names)["cache_hit"] and len(read_records(cfg.results_dir)) == 1
+
+
+def test_cell_claimed_by_another_process_is_skipped(smoke_cfg) -> None:
+    cfg, names = smoke_cfg("attack=badnets", "defense=none")
+    cid = cell_id(names, semantic_config(cfg))
+    claim = Path(cfg.results_dir) / f".{cid}.claim"
+    claim.parent.mkdir(parents=True)
+    with FileLock(str(claim)):  # what a second sweep over the same list holds while it runs the cell
+        assert run_cell(cfg, names) is None
+    assert read_records(cfg.results_dir) == []
+    record = run_cell(cfg, names)  # released: this process runs it, and leaves no claim file behind
+    assert record["cell_id"] == cid and not claim.exists()
 
 
 def test_clean_model_accuracy_is_reported_once_cached(smoke_cfg) -> None:
