@@ -17,7 +17,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
-from bench.pipeline import git_sha, run_cell
+from bench.pipeline import compute_info, git_sha, run_cell
 
 
 def scaled_steps(steps: int, *, _root_: DictConfig) -> int:
@@ -54,7 +54,7 @@ def write_environment(run_dir: Path) -> None:
         "torch": torch.__version__,
         "cuda": torch.cuda.is_available(),
         "platform": platform.platform(),
-        "threads": torch.get_num_threads(),
+        **compute_info(),
         "git_sha": git_sha(),
         "argv": sys.argv,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import random
 import subprocess
 import time
@@ -49,6 +50,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def compute_info() -> dict[str, Any]:
+    """What a result depends on beyond the config: the processor and thread count choose the kernels and
+    the order of float sums, so CPU runs reproduce bit for bit only when both match."""
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "gpu": gpu}
 
 
 def git_sha() -> str:
@@ -179,6 +198,7 @@ def train_victim(cfg: DictConfig, data: DataBundle, attack: Attack, device: torc
             "train_s": round(train_s, 3),
             "aux_train_s": round(aux_s, 3),
             "images_per_s": round(stats["images_per_s"], 1),
+            "compute": compute_info(),
             "attack_info": {
                 **attack.info,
                 **({"aux_networks_train_s": models.train_s} if models.train_s else {}),
@@ -311,6 +331,7 @@ def run_claimed_cell(
         "eval_s": round(eval_s, 3),
         "cache_hit": victim.cache_hit,
         "device": str(device),
+        "compute": {**compute_info(), "victim": payload["meta"].get("compute")},
         "git_sha": git_sha(),
         "started_at": started_at,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -17,7 +17,7 @@ SCHEMA_VERSION = 1
 FIELDS = (
     "schema_version", "cell_id", "dataset", "model", "attack", "defense", "seed",
     "acc_clean_model", "acc_before", "asr_before", "ra_before", "acc", "asr", "ra", "der",
-    "attack_train_s", "aux_train_s", "defense_s", "eval_s", "cache_hit", "device", "git_sha",
+    "attack_train_s", "aux_train_s", "defense_s", "eval_s", "cache_hit", "device", "compute", "git_sha",
     "started_at", "finished_at", "config", "attack_info", "defense_info", "detection_info",
 )  # fmt: skip
 

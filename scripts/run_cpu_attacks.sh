@@ -14,3 +14,6 @@ common=(experiment=cpu progress=false logger=none defense=none)
 "$py" -m bench -m "${common[@]}" attack=none,wanet train.epochs=20
 # CL at poison_rate 0.1 (the whole target class; the default before it became 0.08)
 "$py" -m bench "${common[@]}" attack=cl attack.poison_rate=0.1
+# Reflection (both variants) and Adap-Blend at 20 epochs too, like WaNet above (same 20-epoch clean model)
+"$py" -m bench -m "${common[@]}" attack=reflection,adap_blend train.epochs=20
+"$py" -m bench "${common[@]}" attack=reflection attack.variant=paper train.epochs=20

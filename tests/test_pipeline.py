@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from filelock import FileLock
 
 from bench.pipeline import cell_id, run_cell, semantic_config
@@ -24,6 +25,9 @@ def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
     assert set(FIELDS) <= set(first)
     assert not first["cache_hit"] and first["asr_before"] > 50
     assert first["config"]["attack"]["poison_rate"] == 0.1
+    compute = first["compute"]
+    assert compute["threads"] == compute["victim"]["threads"] == torch.get_num_threads()
+    assert compute["cpu"] and compute["victim"]["cpu"] == compute["cpu"]
     for key in ("acc_before", "asr_before", "acc", "asr", "ra", "der"):
         assert 0 <= first[key] <= 100
     assert run_cell(cfg, names) == first  # the record exists: the cell is skipped
