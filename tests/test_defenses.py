@@ -116,11 +116,14 @@ def test_seam_forgets_before_it_recovers() -> None:
 
 
 def test_nc_flags_the_badnets_target_and_not_a_clean_model() -> None:
-    """On the toy task, whose classes need similar trigger sizes. (On the 2-epoch Fashion-MNIST smoke model
-    NC also finds class 0's trigger smallest, but the other classes' norms spread too widely at a test-sized
-    budget for the MAD index to pass 2; the CPU benchmark measures NC on the real models.)"""
+    """On the toy task. The backdoored target must stand out more than any class of the clean model; a
+    clean class may itself cross NC's index of 2 (NC's false positives: on one processor class 5 of this
+    clean model reaches 2.15, on another it stays below 2), so the clean model is held to the ranking, not
+    to the threshold. (On the 2-epoch Fashion-MNIST smoke model NC also finds class 0's trigger smallest,
+    but the other classes' norms spread too widely at a test-sized budget for the MAD index to pass 2; the
+    CPU benchmark measures NC on the real models.)"""
     train = toy_data(1000, 1)
-    flagged = {}
+    flagged, index = {}, {}
     for attack in (BadNets(seed=0), None):
         torch.manual_seed(0)
         model = Normalized(resnet18(10, width=0.125), (0.5,) * 3, (0.5,) * 3)
@@ -136,11 +139,13 @@ def test_nc_flags_the_badnets_target_and_not_a_clean_model() -> None:
             progress=False,
         )
         _, info = NeuralCleanse(NO_EPOCHS, steps=100, batch_size=32).repair(model, ctx(100))
-        flagged["badnets" if attack else "clean"] = info["flagged"]
+        name = "badnets" if attack else "clean"
+        flagged[name], index[name] = info["flagged"], info["anomaly_index"]
         assert info["action"] == (
             "unlearned" if info["flagged"] else "none flagged: model returned unchanged"
         )
-    assert flagged == {"badnets": [0], "clean": []}
+    assert flagged["badnets"] == [0] and 0 not in flagged["clean"]
+    assert index["badnets"][0] > max(index["clean"])
 
 
 @pytest.fixture(scope="module")
