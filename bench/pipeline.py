@@ -26,7 +26,7 @@ from bench.cache import ModelCache, cache_key
 from bench.engine import fit, prepare_model
 from bench.errors import ConfigError, check_fraction
 from bench.metrics import TriggeredTestSet, der, detection, evaluate
-from bench.records import SCHEMA_VERSION, record_path, write_record
+from bench.records import SCHEMA_VERSION, claim_path, record_path, write_record
 from datasets import DataBundle, ImageSet, balanced_subset
 from defenses import DefenderContext
 from models import Normalized
@@ -270,7 +270,7 @@ def run_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any] | None:
     cid = cell_id(names, sem)
     path = record_path(cfg.results_dir, cid)
     path.parent.mkdir(parents=True, exist_ok=True)
-    claim = FileLock(str(path.parent / f".{cid}.claim"), timeout=0)
+    claim = FileLock(str(claim_path(cfg.results_dir, cid)), timeout=0)
     try:
         claim.acquire()
     except Timeout:

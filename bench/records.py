@@ -26,6 +26,11 @@ def record_path(results_dir: str | Path, cell_id: str) -> Path:
     return Path(results_dir) / f"{cell_id}.json"
 
 
+def claim_path(results_dir: str | Path, cell_id: str) -> Path:
+    """The lock file a process holds while it runs the cell (hidden, and not a ``*.json`` record)."""
+    return Path(results_dir) / f".{cell_id}.claim"
+
+
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Write atomically, so a killed job never leaves a partial record."""
     missing = [f for f in FIELDS if f not in record]

@@ -13,7 +13,7 @@ import torch
 from filelock import FileLock
 
 from bench.pipeline import cell_id, run_cell, semantic_config
-from bench.records import FIELDS, read_records, record_path
+from bench.records import FIELDS, claim_path, read_records, record_path
 from tests.conftest import REPO, group_options, needs_fashion
 
 pytestmark = needs_fashion
@@ -46,7 +46,7 @@ def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
 def test_cell_claimed_by_another_process_is_skipped(smoke_cfg) -> None:
     cfg, names = smoke_cfg("attack=badnets", "defense=none")
     cid = cell_id(names, semantic_config(cfg))
-    claim = Path(cfg.results_dir) / f".{cid}.claim"
+    claim = claim_path(cfg.results_dir, cid)
     claim.parent.mkdir(parents=True)
     with FileLock(str(claim)):  # what a second sweep over the same list holds while it runs the cell
         assert run_cell(cfg, names) is None
