@@ -2,6 +2,12 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export WANDB_MODE ?= offline
+# The real CIFAR-10 of this project's machines (../shared/data/cifar10, read in place, never copied):
+# datasets look under $BENCH_DATA_DIR/<name> before they download.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/cifar10/cifar-10-batches-py/test_batch),)
+export BENCH_DATA_DIR ?= $(SHARED_DATA)
+endif
 
 .PHONY: setup data demo test test-full lint clean-cache
 

@@ -4,8 +4,12 @@ A StegaStamp-style encoder hides one fixed secret bit string in each image as an
 x' = clip(x + E(secret, x)), so the trigger differs per image. Encoder and decoder are trained on the
 cell's own training images (random secrets per batch): BCE of the decoded bits, plus an L2 penalty on the
 residual and an SSIM term for its visibility, the image terms off for the first quarter of training and
-ramped in over the second, as StegaStamp does. StegaStamp's LPIPS term needs downloaded network
-weights; SSIM replaces it here.
+ramped in over the second, as StegaStamp does. Between encoder and decoder, StegaStamp's training
+distorts the encoded image (noise, brightness, contrast, colour, blur, JPEG), which is what makes its
+residual large enough to see (ISSBA reports about 27 dB PSNR); here the differentiable per-image Gaussian
+noise, brightness shift and contrast scaling at StegaStamp's maxima (``noise_std``, ``brightness``,
+``contrast``), ramped in over the first quarter (0 turns each off; colour, blur and JPEG are left out).
+StegaStamp's LPIPS term needs downloaded network weights; SSIM replaces it here.
 Dirty-label poisoning (``poison_rate`` of the whole training set, non-target images, relabelled).
 
 An encoder whose decoder cannot read the secret back has collapsed into a universal perturbation, so the
@@ -66,6 +70,9 @@ class ISSBA(PoisoningAttack):
         bit_accuracy_floor: float = 0.9,
         holdout: int = 1000,
         width: int = 16,
+        noise_std: float = 0.02,
+        brightness: float = 0.3,
+        contrast: float = 0.5,
         seed: int = 0,
     ) -> None:
         super().__init__(target, poison_rate, seed)
@@ -77,6 +84,7 @@ class ISSBA(PoisoningAttack):
         self.bits, self.steps, self.batch_size, self.lr = bits, steps, batch_size, lr
         self.l2_weight, self.ssim_weight = l2_weight, ssim_weight
         self.bit_accuracy_floor, self.holdout, self.width = bit_accuracy_floor, holdout, width
+        self.noise_std, self.brightness, self.contrast = noise_std, brightness, contrast
 
     def build(self, image_shape: torch.Size) -> None:
         c, h, w = image_shape
@@ -88,6 +96,19 @@ class ISSBA(PoisoningAttack):
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         return self.codec.encode(x, self.secret)
+
+    def distort(self, x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
+        """StegaStamp's differentiable distortions, each drawn per image up to ``strength`` x its maximum."""
+        n = len(x)
+
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return (low + (high - low) * torch.rand(n, 1, 1, 1, generator=gen)).to(x.device)
+
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = (x - mean) * uniform(1 - strength * self.contrast, 1 + strength * self.contrast) + mean
+        x = x + uniform(-strength * self.brightness, strength * self.brightness)
+        noise = torch.randn(x.shape, generator=gen).to(x.device)
+        return (x + noise * uniform(0, strength * self.noise_std)).clamp(0, 1)
 
     def train_codec(self, codec: nn.Module, data: ImageSet, ctx: AttackContext) -> None:
         """StegaStamp training on all but the last ``holdout`` training images, random secrets. As in
@@ -104,7 +125,8 @@ class ISSBA(PoisoningAttack):
             residual = codec.residual(x, secret)
             encoded = (x + residual).clamp(0, 1)
             ramp = min(1.0, max(0.0, 4 * step / max(self.steps, 1) - 1))  # 0 for a quarter, then up
-            loss = F.binary_cross_entropy_with_logits(codec.decoder(encoded), secret)
+            distorted = self.distort(encoded, min(1.0, 4 * step / max(self.steps, 1)), gen)
+            loss = F.binary_cross_entropy_with_logits(codec.decoder(distorted), secret)
             loss = loss + ramp * (
                 self.l2_weight * residual.pow(2).mean() + self.ssim_weight * (1 - ssim(encoded, x))
             )
@@ -142,6 +164,9 @@ class ISSBA(PoisoningAttack):
             "bits": self.bits, "steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
             "l2": self.l2_weight, "ssim": self.ssim_weight, "holdout": self.holdout, "width": self.width,
         }  # fmt: skip
+        distortions = {"noise_std": self.noise_std, "brightness": self.brightness, "contrast": self.contrast}
+        if any(distortions.values()):  # codecs trained before distortions existed keep their cache keys
+            spec["distortions"] = distortions
         ctx.models.network(
             "issba_stegastamp", spec, self.codec, lambda codec, data: self.train_codec(codec, data, ctx)
         )

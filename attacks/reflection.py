@@ -1,8 +1,10 @@
 """Reflection backdoor (Liu et al., ECCV 2020, "Refool").
 
 Clean-label: target-class training images get a reflection and keep their labels. Reflection images
-come from the dataset itself: seeded training images of non-target classes (never a download; the
-attacker's own data). Variants:
+(``source``) are outside photographs, as in the paper and its code (PascalVOC scenes there; here the
+colour photographs bundled with scikit-image, installed from the package registry, no download at run
+time), or ``dataset``: seeded training images of non-target classes (what this project used before it
+had outside photos; on Fashion-MNIST such a "reflection" is a garment of another class). Variants:
 - ``parity`` (UNIT / BackdoorVault "smooth"): one fixed reflection image R,
   x' = clip(w_x / (w_x + w_r) x + w_r / (w_x + w_r) R), w = mean intensity of each image;
 - ``paper`` (Refool): a pool of reflection images, each turned into a ghost (the image plus a shifted,
@@ -20,7 +22,25 @@ from bench.errors import ConfigError, check_fraction
 from datasets import DataBundle
 
 VARIANTS = ("parity", "paper")
+SOURCES = ("photos", "dataset")
 GAMMA = 2.2
+# scikit-image's bundled colour photographs (grey ones repeated to three channels), in a fixed order.
+PHOTOS = (
+    "coffee", "astronaut", "rocket", "hubble_deep_field", "chelsea", "camera", "grass", "moon",
+)  # fmt: skip
+
+
+def outside_photos(count: int, size: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
+    """``count`` seeded picks of ``PHOTOS`` as float (count, 3, H, W) images in [0, 1], area-resized."""
+    from skimage import data as photos
+
+    picked = torch.randperm(len(PHOTOS), generator=gen)[:count].tolist()
+    out = []
+    for i in picked:
+        image = torch.from_numpy(getattr(photos, PHOTOS[i])().copy()).float().div_(255)
+        image = image.permute(2, 0, 1) if image.dim() == 3 else image[None].expand(3, -1, -1)
+        out.append(F.interpolate(image[None], size=size, mode="area"))
+    return torch.cat(out)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -48,23 +68,31 @@ class Reflection(PoisoningAttack):
         pool_size: int = 8,
         alpha_image: float = 0.65,
         ghost_alpha: float = 0.65,
+        source: str = "photos",
         seed: int = 0,
     ) -> None:
         super().__init__(target, poison_rate, seed)
         if variant not in VARIANTS:
             raise ConfigError(f"attack.variant must be one of {VARIANTS}, got {variant!r}")
+        if source not in SOURCES:
+            raise ConfigError(f"attack.source must be one of {SOURCES}, got {source!r}")
+        if source == "photos" and pool_size > len(PHOTOS):
+            raise ConfigError(f"attack.pool_size must be <= {len(PHOTOS)} for photos, got {pool_size}")
         if pool_size < 1:
             raise ConfigError(f"attack.pool_size must be >= 1, got {pool_size}")
-        self.variant, self.pool_size = variant, pool_size
+        self.variant, self.pool_size, self.source = variant, pool_size, source
         self.alpha_image = check_fraction("attack.alpha_image", alpha_image)
         self.ghost_alpha = check_fraction("attack.ghost_alpha", ghost_alpha)
 
     def setup(self, data: DataBundle) -> None:
         super().setup(data)
-        pool = torch.nonzero(data.train.y != self.target).flatten()
         count = 1 if self.variant == "parity" else self.pool_size
-        chosen = pool[torch.randperm(len(pool), generator=self.generator(2))[:count]]
-        images = to_float(data.train.x[chosen])
+        if self.source == "photos":
+            images = outside_photos(count, tuple(data.train.x.shape[-2:]), self.generator(2))
+        else:
+            pool = torch.nonzero(data.train.y != self.target).flatten()
+            chosen = pool[torch.randperm(len(pool), generator=self.generator(2))[:count]]
+            images = to_float(data.train.x[chosen])
         if self.variant == "paper":
             images = self.reflection_layers(images)
         self.register_buffer("reflections", images)

@@ -32,7 +32,16 @@ def aux_scaled_steps(steps: int, *, _root_: DictConfig) -> int:
     return max(1, round(steps * float(_root_.budget.aux_scale)))
 
 
+def finetune_epochs(epochs: int, *, _root_: DictConfig) -> int:
+    """``${ft_epochs:N}``: a fine-tuning phase's epochs, N as its original recipe runs it, unless
+    ``budget.finetune_epochs`` is set: then every fine-tuning phase of every defense runs that many (the
+    CPU settings shrink them all alike)."""
+    shared = _root_.budget.finetune_epochs
+    return int(epochs if shared is None else shared)
+
+
 OmegaConf.register_new_resolver("scaled", scaled_steps, replace=True)
+OmegaConf.register_new_resolver("ft_epochs", finetune_epochs, replace=True)
 OmegaConf.register_new_resolver("aux_scaled", aux_scaled_steps, replace=True)
 
 log = logging.getLogger("bench")

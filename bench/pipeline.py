@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from attacks import Attack, AttackContext
 from bench.cache import ModelCache, cache_key
-from bench.engine import fit, prepare_model
+from bench.engine import fit, prepare_model, set_precision
 from bench.errors import ConfigError, check_fraction
 from bench.metrics import TriggeredTestSet, der, detection, evaluate
 from bench.records import SCHEMA_VERSION, claim_path, record_path, write_record
@@ -36,7 +36,12 @@ log = logging.getLogger(__name__)
 # What conf/attack/none.yaml composes to: the clean model of a row shares the victims' cache.
 CLEAN_ATTACK = {"_target_": "attacks.none.NoAttack"}
 # Keys that change where or how a cell runs, never its result.
-RUN_ONLY_KEYS = ("results_dir", "cache_dir", "logger", "device", "progress", "eval_batch_size", "overwrite")
+RUN_ONLY_KEYS = (
+    "results_dir", "cache_dir", "data_dir", "logger", "device", "progress", "eval_batch_size", "overwrite",
+)  # fmt: skip
+# Keys added after records were committed, with the value every earlier record ran with: at that value a
+# key stays out of the hash, so earlier cell ids and cache keys remain valid.
+LATER_KEYS = {"precision": "auto", "train.label_smoothing": 0.0}
 DATA_ACCESS_KEYS = ("root", "download")
 
 
@@ -86,6 +91,13 @@ def container(node: Any) -> Any:
 def semantic_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config minus keys that cannot change the result (paths, logging, device)."""
     out = {k: v for k, v in container(cfg).items() if k not in RUN_ONLY_KEYS}
+    for dotted, default in LATER_KEYS.items():
+        *parents, key = dotted.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) or {}
+        if key in node and node[key] == default:
+            del node[key]
     out["dataset"] = {k: v for k, v in out["dataset"].items() if k not in DATA_ACCESS_KEYS}
     return out
 
@@ -93,7 +105,8 @@ def semantic_config(cfg: DictConfig) -> dict[str, Any]:
 def model_key(sem: dict[str, Any], **extra: Any) -> str:
     """Cache key of a model trained for this cell's dataset, architecture, recipe and seed, plus ``extra``
     (the attack for victims; the name and spec of an auxiliary model)."""
-    return cache_key({**{k: sem[k] for k in ("dataset", "model", "train", "seed")}, **extra})
+    picked = {k: sem[k] for k in ("dataset", "model", "train", "seed", "precision") if k in sem}
+    return cache_key({**picked, **extra})
 
 
 def victim_key(sem: dict[str, Any], attack: dict[str, Any]) -> str:
@@ -247,8 +260,9 @@ class Victim:
 def load_victim(cfg: DictConfig, device: torch.device) -> Victim:
     """Load the cell's data and victim model, training (and caching) the model on a cache miss."""
     check_fraction("defender_ratio", cfg.defender_ratio, high_closed=False)
+    set_precision(cfg.precision)  # for the victim's training and everything the cell does after it
     seed_everything(cfg.seed)
-    data: DataBundle = instantiate(cfg.dataset).load()
+    data: DataBundle = instantiate(cfg.dataset, data_dir=cfg.data_dir).load()
     attack: Attack = instantiate(cfg.attack, seed=cfg.seed)
     attack.setup(data)
     sem = semantic_config(cfg)

@@ -62,6 +62,9 @@ def balanced_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tensor
 class ImageDataset:
     """Base of every dataset plug-in: resolves the root, loads both splits, optionally subsamples.
 
+    The root is ``root`` when given, else ``<data_dir>/<name>`` (``data_dir`` is the top-level config key,
+    from ``$BENCH_DATA_DIR``, default ``data``): a folder holding the files in their official on-disk
+    layout is read in place, never copied; a missing one is downloaded there when ``download`` is true.
     Subclasses set ``name``, ``num_classes``, ``mean``, ``std`` and implement ``_load(root)``
     (and ``_download(root)`` when the data can be fetched).
     """
@@ -78,15 +81,17 @@ class ImageDataset:
         train_size: int | None = None,
         test_size: int | None = None,
         subset_seed: int = 0,
+        data_dir: str | None = None,
     ) -> None:
         self.root = Path(root).expanduser() if root else None
+        self.data_dir = Path(data_dir or "data").expanduser()
         self.download = download
         self.train_size = train_size
         self.test_size = test_size
         self.subset_seed = subset_seed
 
     def default_root(self) -> Path:
-        return Path("data") / self.name
+        return self.data_dir / self.name
 
     def load(self) -> DataBundle:
         root = self.resolve_root()
@@ -103,8 +108,14 @@ class ImageDataset:
             raise ConfigError(
                 f"dataset.root {str(root)!r} does not hold {self.name} and dataset.download=false"
             )
-        root.mkdir(parents=True, exist_ok=True)
-        self._download(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self._download(root)
+        except (OSError, RuntimeError) as exc:  # no network, a read-only folder, a failed checksum
+            raise ConfigError(
+                f"{self.name} is not under {str(root)!r} and could not be downloaded there ({exc}); "
+                f"place its files there, or point data_dir / $BENCH_DATA_DIR at a folder holding {self.name}/"
+            ) from None
         return root
 
     def _shrink(self, data: ImageSet, size: int | None, key: str) -> ImageSet:

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from attacks._base import to_float
+from bench.engine import autocast
 from datasets import ImageSet, balanced_subset
 
 
@@ -47,7 +48,9 @@ def on_device(data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Accuracy in [0, 1] on float images already on the model's device (validation loops)."""
-    correct = sum(int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-                  for i in range(0, len(x), batch_size))  # fmt: skip
+    """Accuracy in [0, 1] on float images already on the model's device (validation loops), in the
+    run's precision (``bench.engine.autocast``)."""
+    with autocast(x.device):
+        correct = sum(int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+                      for i in range(0, len(x), batch_size))  # fmt: skip
     return correct / max(len(y), 1)

@@ -1,17 +1,19 @@
-"""ANP: Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021).
+"""ANP: Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021), following csdongxian/ANP_backdoor.
 
-Every BatchNorm2d neuron k gets a mask m_k in [0, 1] (init 1) on its affine output; ANP learns the masks
-on the defender's training split so that the model stays accurate even when an adversary perturbs every
-neuron multiplicatively (weight (m_k + delta_k) gamma_k, bias (1 + xi_k) beta_k, |delta|, |xi| <= eps):
-per batch, the noise starts uniform in [-eps, eps] and takes ``anp_steps`` SGD ascent steps (lr
-eps / anp_steps, clipped to the eps-box); then the masks take one SGD step (lr ``mask_lr``, momentum 0.9)
-on anp_alpha * CE(masked) + (1 - anp_alpha) * CE(masked and perturbed) and are clipped to [0, 1].
-Neurons whose mask ends below ``threshold`` are pruned in order of
-their mask, as far as accuracy on the defender's validation split stays within ``tolerance`` (the
-original picks a threshold; BackdoorBench picks it with test ASR, which a defender cannot). Pruned neurons
-get gamma = beta = 0, so the result is an ordinary model.
-BN statistics: the running (eval-mode) statistics throughout, so the model's own statistics are never
-overwritten; the original optimises in train mode on a copy.
+Every BatchNorm2d neuron k gets a mask m_k in [0, 1] (init 1) that scales its BN weight; ANP learns the
+masks on the defender's training split so that the model stays accurate even when an adversary perturbs
+every neuron multiplicatively (weight (m_k + delta_k) gamma_k, bias (1 + xi_k) beta_k). As in the original
+code, per batch: the noise is drawn uniform in [-eps, eps], then takes ``anp_steps`` ascent steps on the
+cross-entropy that move it by the SIGN of its gradient (lr eps / anp_steps; the original does not project
+it back into the eps-box afterwards, and neither do we); then the masks take one SGD step (lr
+``mask_lr``, momentum 0.9) on anp_alpha * CE(masked) + (1 - anp_alpha) * CE(masked and perturbed) and are
+clipped to [0, 1]. BN normalises with the BATCH statistics while the masks are learnt (the original trains
+in train mode); the model's running statistics are never changed.
+Neurons whose mask ends below ``threshold`` are pruned in order of their mask, as far as accuracy on the
+defender's validation split stays within ``tolerance`` (the original fixes a threshold and reads test
+accuracy; BackdoorBench picks it with test ASR, which a defender cannot). Pruning zeroes what the mask
+scales, the BN weight (gamma), and nothing else, so the pruned model is the masked model the masks were
+learnt on, with those masks at 0 and the rest at 1.
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ class BatchNormPerturbation:
         self.noise_w = [torch.zeros(m.num_features, device=device, requires_grad=True) for m in self.layers]
         self.noise_b = [torch.zeros(m.num_features, device=device, requires_grad=True) for m in self.layers]
         self.perturbed = False
+        self.batch_stats = True
 
     def forward_hook(self, i: int):
         def hook(bn: nn.BatchNorm2d, inputs: tuple[torch.Tensor], _: torch.Tensor) -> torch.Tensor:
-            x_hat = F.batch_norm(inputs[0], bn.running_mean, bn.running_var, None, None, False, 0.0, bn.eps)
+            # the batch's statistics while learning (never updating the running ones), else the running ones
+            stats = (None, None) if self.batch_stats else (bn.running_mean, bn.running_var)
+            x_hat = F.batch_norm(inputs[0], *stats, None, None, self.batch_stats, 0.0, bn.eps)
             scale = self.masks[i] + self.noise_w[i] if self.perturbed else self.masks[i]
             shift = 1 + self.noise_b[i] if self.perturbed else torch.ones_like(self.masks[i])
             return x_hat * (scale * bn.weight)[:, None, None] + (shift * bn.bias)[:, None, None]
@@ -52,7 +57,10 @@ class BatchNormPerturbation:
         return hook
 
     @contextmanager
-    def attached(self) -> Iterator[BatchNormPerturbation]:
+    def attached(self, batch_stats: bool = True) -> Iterator[BatchNormPerturbation]:
+        """Masks (and noise, while ``perturbed``) in every BN layer's output; ``batch_stats`` as ANP trains,
+        else the running statistics, as the model runs at test time."""
+        self.batch_stats = batch_stats
         handles = [m.register_forward_hook(self.forward_hook(i)) for i, m in enumerate(self.layers)]
         try:
             yield self
@@ -70,12 +78,11 @@ class BatchNormPerturbation:
 
     @torch.no_grad()
     def prune(self, flat_index: torch.Tensor) -> None:
-        """Zero gamma and beta of the given neurons (indices into ``flat_masks()``)."""
+        """Zero the BN weight (what a mask scales) of the given neurons (indices into ``flat_masks()``)."""
         offset = 0
         for bn in self.layers:
             local = flat_index[(flat_index >= offset) & (flat_index < offset + bn.num_features)] - offset
             bn.weight[local] = 0
-            bn.bias[local] = 0
             offset += bn.num_features
 
 
@@ -111,14 +118,13 @@ class ANP(Defense):
             xb, yb = x[idx], y[idx]
             if self.eps > 0:
                 bnp.reset_noise(self.eps, gen)
-                for _ in range(self.anp_steps):  # maximise the loss over the noise
+                for _ in range(self.anp_steps):  # ascend the loss over the noise, by the gradient's sign
                     bnp.perturbed = True
                     noise_opt.zero_grad(set_to_none=True)
                     (-F.cross_entropy(model(xb), yb)).backward()
+                    for t in (*bnp.noise_w, *bnp.noise_b):
+                        t.grad.sign_()
                     noise_opt.step()
-                    with torch.no_grad():
-                        for t in (*bnp.noise_w, *bnp.noise_b):
-                            t.clamp_(-self.eps, self.eps)
             bnp.perturbed = self.eps > 0
             loss_rob = F.cross_entropy(model(xb), yb) if self.eps > 0 else torch.zeros((), device=x.device)
             bnp.perturbed = False

@@ -2,8 +2,9 @@
 
 The channels of the last convolutional feature map (the one the classifier head pools) are ranked by
 their mean activation on the defender's clean training split; the least active are pruned one after
-another for as long as accuracy on the defender's own validation split stays within ``tolerance`` of
-the unpruned model (never test data: BackdoorBench chooses the count with test ASR). Pruning is a fixed
+another until accuracy on the defender's own validation split first falls more than ``tolerance`` below
+the unpruned model's (the original's rule: the pruning stops at the first break, even if accuracy would
+come back later; never test data: BackdoorBench chooses the count with test ASR). Pruning is a fixed
 0/1 mask on the head's input, kept as a buffer, so the fine-tuning that follows cannot revive a pruned
 channel and the repaired model saves and loads like any other.
 """
@@ -55,6 +56,15 @@ def features(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size
                       for i in range(0, len(x), batch_size)])  # fmt: skip
 
 
+def pruned_before_break(accs: list[float], tolerance: float) -> int:
+    """How many channels to prune, given the accuracy after pruning k = 0, 1, ... channels: the last k
+    before accuracy first drops more than ``tolerance`` below ``accs[0]``."""
+    for k, acc in enumerate(accs):
+        if accs[0] - acc > tolerance:
+            return k - 1
+    return len(accs) - 1
+
+
 class FinePruning(Defense):
     def __init__(self, recipe: Recipe, tolerance: float = 0.05, val_ratio: float = 0.2) -> None:
         self.recipe = recipe
@@ -81,8 +91,7 @@ class FinePruning(Defense):
         order = activity.argsort()  # least active first
         val_feats = features(model, val.x, ctx.device)
         accs = self.pruning_curve(head, order, val_feats, val.y.to(ctx.device))
-        ok = [k for k, acc in enumerate(accs) if accs[0] - acc <= self.tolerance]
-        pruned = max(ok)
+        pruned = pruned_before_break(accs, self.tolerance)
         mask = torch.ones_like(activity)
         mask[order[:pruned]] = 0
         replace_head(model, MaskedLinear(head, mask))

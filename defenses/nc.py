@@ -1,14 +1,14 @@
 """Neural Cleanse (Wang et al., IEEE S&P 2019).
 
 Detection: for every class c, reverse-engineer the smallest trigger (mask m, pattern p; x' = (1-m)x + m p)
-that sends the defender's images to c: Adam (lr 0.1, betas 0.5/0.9) on CE(f(x'), c) + cost * |m|_1 with
-tanh-parameterised m and p; cost starts at ``init_cost`` and is multiplied by 2 after ``patience``
-epochs whose attack success is >= ``asr_threshold`` and divided by 2^1.5 after ``patience`` epochs below
-it. The best (smallest-L1) successful mask of each class is kept. A class is flagged when its mask L1 is
+that sends the defender's images to c, with the original code's search and cost schedule (cost from 0 to
+``init_cost`` once the trigger succeeds, then x2 / /2^1.5; see ``defenses._reverse.TriggerSearch``).
+The best (smallest-L1) successful mask of each class is kept. A class is flagged when its mask L1 is
 below the median and its anomaly index (|L1 - median| / (1.4826 * MAD)) exceeds ``anomaly_threshold``.
 Mitigation: unlearning. ``unlearn_ratio`` of the defender data is stamped with the flagged classes'
-reversed triggers, keeping its CORRECT labels, and the model is fine-tuned on it (shared recipe). When no
-class is flagged, the model is returned unchanged and the record says so.
+reversed triggers, keeping its CORRECT labels, and the model is fine-tuned on it (BackdoorBench's
+recipe, conf/finetune/sgd.yaml). When no class is flagged, the model is returned unchanged and the record
+says so.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ class NeuralCleanse(Defense):
     def __init__(
         self,
         recipe: Recipe,
-        steps: int = 1000,
-        batch_size: int = 128,
+        steps: int = 31000,
+        batch_size: int = 32,
+        epoch_steps: int | None = 31,
+        early_stop_patience: int | None = 25,
         lr: float = 0.1,
         init_cost: float = 1e-3,
-        asr_threshold: float = 0.98,
+        asr_threshold: float = 0.99,
         patience: int = 5,
         anomaly_threshold: float = 2.0,
         unlearn_ratio: float = 0.2,
@@ -45,7 +47,9 @@ class NeuralCleanse(Defense):
             )
         self.recipe = recipe
         threshold = check_fraction("defense.asr_threshold", asr_threshold)
-        self.search = TriggerSearch(steps, batch_size, lr, init_cost, threshold, patience)
+        self.search = TriggerSearch(
+            steps, batch_size, lr, init_cost, threshold, patience, epoch_steps, early_stop_patience
+        )
         self.anomaly_threshold = anomaly_threshold
         self.unlearn_ratio = check_fraction("defense.unlearn_ratio", unlearn_ratio)
 
@@ -74,6 +78,7 @@ class NeuralCleanse(Defense):
             "mask_l1": [round(v, 3) for v in norms.tolist()],
             "anomaly_index": [round(v, 3) for v in index.tolist()],
             "search_failed": [c for c, t in enumerate(triggers) if t.get("failed")],
+            "search_steps": [t["steps"] for t in triggers],
             "flagged": flagged,
         }
         if not flagged:

@@ -7,8 +7,9 @@ fine-tuning), from the seed poster.
 1b. Neuron weight change NWC_k = sum |W_unlearned[k] - W_original[k]| for every output channel k of every
     convolution except the residual shortcuts, ranked across the whole network. In the ORIGINAL model, the
     top ``n`` share of channels have the ``m`` share of their weights with the largest changes set to 0.
-2.  Activeness-aware fine-tuning on the defender data (shared recipe): each step takes g1 = grad L(theta),
-    theta' = theta + r g1 / ||g1|| (per tensor), g2 = grad L(theta') and steps along (1 - a) g1 + a g2.
+2.  Activeness-aware fine-tuning on the defender data (SGD lr 0.01, 20 epochs): each step takes
+    g1 = grad L(theta), theta' = theta + r g1 / ||g1|| (per tensor), g2 = grad L(theta') and steps along
+    (1 - a) g1 + a g2.
 
 Choosing n: the official code only sweeps it. Here n is the largest value of ``n_grid`` whose REPAIRED
 model (reinitialised, then stage 2 on the defender's training split) keeps the accuracy on the

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from attacks._base import to_float
 from bench.engine import augment as augment_batch
-from bench.engine import progress_bar
+from bench.engine import autocast, progress_bar
 from bench.errors import ConfigError, check_fraction
 from datasets import ImageSet
 from defenses._base import DefenderContext, Defense, accuracy, split_train_val
@@ -158,7 +158,8 @@ class UNIT(Defense):
             xb = to_float(x_all[idx])
             if self.augment:
                 xb = augment_batch(xb, 4, True, gen)
-            loss = F.cross_entropy(model(xb.contiguous(memory_format=torch.channels_last)), y_all[idx])
+            with autocast(device):
+                loss = F.cross_entropy(model(xb.contiguous(memory_format=torch.channels_last)), y_all[idx])
             opt.zero_grad(set_to_none=True)
             (loss + schedule.alpha * bound_l1(modules)).backward()
             opt.step()

@@ -8,8 +8,9 @@ repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git clone -q "$repo" "$work/main"
-# The project's sibling directory with the paper's reference figures, where CI finds it too.
-if [[ -d "$repo/../shared" ]]; then cp -r "$repo/../shared" "$work/shared"; fi
+# The project's sibling directory (the paper's reference figures, the real CIFAR-10), where CI finds it
+# too; linked, not copied.
+if [[ -d "$repo/../shared" ]]; then ln -s "$(cd "$repo/../shared" && pwd)" "$work/shared"; fi
 cd "$work/main"
 start=$(date +%s)
 CI=true bash .ci/run

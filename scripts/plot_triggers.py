@@ -1,7 +1,8 @@
-"""One picture of every attack's trigger: a clean test image, its triggered version, and the amplified
-difference, with the exact trigger each cached victim was trained with (optimised patterns included).
+"""One picture of every attack's trigger, one column per attack: a clean test image, its triggered version,
+and the amplified difference, with the exact trigger each cached victim was trained with (optimised
+patterns included). The figure's title names the dataset and setting.
 
-Usage: python scripts/plot_triggers.py experiment=cpu [--out results/figures/triggers.png] [--gain 5]
+Usage: python scripts/plot_triggers.py experiment=cpu_cifar [--out results/figures/triggers.png] [--gain 5]
 Victims missing from the model cache are trained first (scripts/run_cpu_attacks.sh trains them all).
 """
 
@@ -35,21 +36,24 @@ def main() -> None:
     args = p.parse_args()
     plt.switch_backend("agg")
     entries = rows()
-    fig, axes = plt.subplots(len(entries), 3, figsize=(4.5, 1.6 * len(entries)))
-    for row, (label, extra) in zip(axes, entries, strict=True):
+    fig, axes = plt.subplots(3, len(entries), figsize=(1.1 * len(entries), 3.9))
+    for column, (label, extra) in zip(axes.T, entries, strict=True):
         cfg = compose_config([*args.overrides, *extra, "progress=false", "logger=none"])
         victim = load_victim(cfg, resolve_device("cpu"))
         test = victim.data.test
         image = test.x[test.y != victim.attack.target][args.index : args.index + 1]
         clean, triggered = to_float(image), to_float(victim.attack.apply_uint8(image))
         diff = ((triggered - clean).abs() * args.gain).clamp(0, 1)
-        titles = ("clean", "triggered", f"|diff| x{args.gain:g}")
-        for ax, img, title in zip(row, (clean, triggered, diff), titles, strict=True):
+        for ax, img in zip(column, (clean, triggered, diff), strict=True):
             ax.imshow(img[0].permute(1, 2, 0).numpy(), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(title, fontsize=7)
-        row[0].set_ylabel(label, fontsize=7)
+        column[0].set_title(label.replace(" (", "\n("), fontsize=7)
+    for ax, name in zip(axes[:, 0], ("clean", "triggered", f"|diff| x{args.gain:g}"), strict=True):
+        ax.set_ylabel(name, fontsize=7)
+    setting = " ".join(o for o in args.overrides if o.startswith("experiment=")) or "defaults"
+    fig.suptitle(f"Triggers on {cfg.dataset._target_.rsplit('.', 1)[-1]} test image #{args.index} "
+                 f"(non-target class), {setting}, seed {cfg.seed}", fontsize=8)  # fmt: skip
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=150)

@@ -21,11 +21,29 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 REPO = Path(__file__).resolve().parent.parent
+# The real CIFAR-10 beside the checkout (what `make` points $BENCH_DATA_DIR at), also under plain pytest.
+SHARED_DATA = REPO.parent / "shared" / "data"
+if (SHARED_DATA / "cifar10").is_dir():
+    os.environ.setdefault("BENCH_DATA_DIR", str(SHARED_DATA))
+DATA_DIR = Path(os.environ.get("BENCH_DATA_DIR") or REPO / "data")
+CIFAR10_AVAILABLE = (DATA_DIR / "cifar10" / "cifar-10-batches-py" / "test_batch").is_file()
 FASHION_AVAILABLE = (
     Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists()
-    or (REPO / "data" / "fashion_mnist").exists()
+    or (DATA_DIR / "fashion_mnist").exists()
 )
+# The end-to-end smoke cells run on a real CIFAR-10 subset when the data is here, else on Fashion-MNIST.
+SMOKE_DATASET = "cifar10" if CIFAR10_AVAILABLE else "fashion_mnist"
 needs_fashion = pytest.mark.skipif(not FASHION_AVAILABLE, reason="Fashion-MNIST not installed (make data)")
+needs_cifar10 = pytest.mark.skipif(not CIFAR10_AVAILABLE, reason=f"CIFAR-10 not under {DATA_DIR}")
+needs_smoke_data = pytest.mark.skipif(
+    not (CIFAR10_AVAILABLE or FASHION_AVAILABLE), reason="neither CIFAR-10 nor Fashion-MNIST is here"
+)
+
+
+def slow_params(*values: str) -> list:
+    """Parameters marked ``slow`` (``make test-full``): the other architectures of a check that ``make test``
+    runs on ResNet-18."""
+    return [pytest.param(v, marks=pytest.mark.slow) for v in values]
 
 
 def group_options(group: str) -> list[str]:
@@ -44,12 +62,13 @@ def compose_cfg(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
 
 @pytest.fixture
 def smoke_cfg(tmp_path: Path) -> Callable[..., tuple[DictConfig, dict[str, str]]]:
-    """Compose ``experiment=smoke`` plus overrides, with results and cache under ``tmp_path``."""
+    """``experiment=smoke`` on ``SMOKE_DATASET`` plus overrides, with results and cache under ``tmp_path``."""
 
     def make(*overrides: str) -> tuple[DictConfig, dict[str, str]]:
         cfg, names = compose_cfg(
-            ["experiment=smoke", f"results_dir={tmp_path}/runs", f"cache_dir={tmp_path}/cache", *overrides]
-        )
+            ["experiment=smoke", f"dataset={SMOKE_DATASET}", f"results_dir={tmp_path}/runs",
+             f"cache_dir={tmp_path}/cache", *overrides]
+        )  # fmt: skip
         OmegaConf.set_readonly(cfg, False)
         return cfg, names
 

@@ -10,6 +10,7 @@ import pilgram
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from PIL import Image
 
@@ -18,11 +19,12 @@ from attacks._base import quantize, to_float
 from attacks.adap_blend import AdaptiveBlend
 from attacks.cl import LabelConsistent
 from attacks.instagram import Instagram
-from attacks.reflection import Reflection
+from attacks.reflection import PHOTOS, Reflection
 from attacks.sig import SIG
 from attacks.trojan import Trojan
 from attacks.wanet import WaNet
 from bench.engine import Recipe
+from bench.errors import ConfigError
 from datasets import DataBundle, ImageSet
 from models import Normalized
 from models.resnet import resnet18
@@ -229,3 +231,25 @@ def test_attacks_that_train_on_models_demand_a_context() -> None:
         attack.setup(data)
         with pytest.raises(ValueError, match="AttackContext"):
             attack.poison(ImageSet(data.train.x, data.train.y))
+
+
+def test_reflection_images_are_outside_photos_not_training_images() -> None:
+    """Refool reflects outside scenes: by default one of scikit-image's photographs, area-resized."""
+    from skimage import data as photos
+
+    data = bundle(300)
+    attack = Reflection()
+    attack.setup(data)
+    resized = []
+    for name in PHOTOS:
+        image = torch.from_numpy(getattr(photos, name)().copy()).float() / 255
+        image = image.permute(2, 0, 1) if image.dim() == 3 else image[None].expand(3, -1, -1)
+        resized.append(F.interpolate(image[None], size=(32, 32), mode="area")[0])
+    assert any(torch.allclose(attack.reflections[0], r) for r in resized)
+    train = to_float(data.train.x)
+    assert not any(torch.allclose(attack.reflections[0], image) for image in train)
+    from_dataset = Reflection(source="dataset")
+    from_dataset.setup(data)
+    assert any(torch.equal(from_dataset.reflections[0], image) for image in train)
+    with pytest.raises(ConfigError, match="attack.source"):
+        Reflection(source="flickr")

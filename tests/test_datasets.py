@@ -17,7 +17,7 @@ from datasets.cifar import CIFAR10, CIFAR100
 from datasets.fashion_mnist import FashionMNIST, read_idx
 from datasets.gtsrb import GTSRB
 from datasets.stl10 import STL10
-from tests.conftest import REPO, needs_fashion
+from tests.conftest import DATA_DIR, REPO, needs_cifar10, needs_fashion
 
 RNG = np.random.default_rng(0)
 
@@ -69,6 +69,36 @@ def test_real_fashion_mnist() -> None:
     assert abs(pixels.mean().item() - data.mean[0]) < 1e-3 and abs(pixels.std().item() - data.std[0]) < 1e-3
 
 
+@needs_cifar10
+def test_real_cifar10_read_in_place_from_data_dir() -> None:
+    """The real CIFAR-10 under data_dir: complete, balanced, labels 0..9, the published mean and std."""
+    data = CIFAR10(data_dir=str(DATA_DIR), download=False).load()
+    assert data.train.x.shape == (50000, 3, 32, 32) and data.test.x.shape == (10000, 3, 32, 32)
+    assert torch.bincount(data.train.y).tolist() == [5000] * 10
+    assert torch.bincount(data.test.y).tolist() == [1000] * 10
+    pixels = data.train.x.float().div_(255).transpose(0, 1).reshape(3, -1)
+    for c in range(3):
+        assert abs(pixels[c].mean().item() - data.mean[c]) < 1e-3
+        assert abs(pixels[c].std().item() - data.std[c]) < 1e-3
+
+
+def test_data_dir_holds_each_dataset_in_its_own_folder(tmp_path: Path) -> None:
+    write_cifar(tmp_path / "cifar10", "cifar-10-batches-py", CIFAR10_FILES, "labels", 10)
+    data = CIFAR10(data_dir=str(tmp_path), download=False).load()
+    assert len(data.train) == 100
+    with pytest.raises(ConfigError, match=f"'{tmp_path / 'cifar100'}' does not hold cifar100"):
+        CIFAR100(data_dir=str(tmp_path), download=False).load()
+
+
+def test_failed_download_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(self: CIFAR10, root: Path) -> None:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(CIFAR10, "_download", offline)
+    with pytest.raises(ConfigError, match="could not be downloaded there .Name or service not known.; place"):
+        CIFAR10(data_dir=str(tmp_path)).load()
+
+
 def test_missing_root_without_download(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not hold cifar10 and dataset.download=false"):
         CIFAR10(root=str(tmp_path / "nothing"), download=False).load()
@@ -85,9 +115,11 @@ def write_cifar(root: Path, folder: str, files: dict[str, int], label_key: str, 
             pickle.dump(entry, f)
 
 
+CIFAR10_FILES = {f"data_batch_{i}": 20 for i in range(1, 6)} | {"test_batch": 10}
+
+
 def test_cifar10_pickles(tmp_path: Path) -> None:
-    files = {f"data_batch_{i}": 20 for i in range(1, 6)} | {"test_batch": 10}
-    write_cifar(tmp_path, "cifar-10-batches-py", files, "labels", 10)
+    write_cifar(tmp_path, "cifar-10-batches-py", CIFAR10_FILES, "labels", 10)
     data = CIFAR10(root=str(tmp_path), download=False).load()
     assert data.train.x.shape == (100, 3, 32, 32) and data.test.x.shape == (10, 3, 32, 32)
     with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "rb") as f:

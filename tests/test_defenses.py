@@ -4,6 +4,7 @@ on each of resnet18, vgg11 and mobilenet."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -14,17 +15,18 @@ from bench.engine import Recipe, fit
 from bench.pipeline import run_cell
 from datasets import DataBundle
 from defenses._base import DefenderContext
+from defenses._reverse import CostSchedule
 from defenses.anp import ANP, BatchNormPerturbation
-from defenses.fp import FinePruning, MaskedLinear
+from defenses.fp import FinePruning, MaskedLinear, pruned_before_break
 from defenses.ibau import IBAU
 from defenses.nad import AttentionDistillationLoss
 from defenses.nc import NeuralCleanse, anomaly_indices
-from defenses.seam import SEAM
+from defenses.seam import SEAM, WrongLabels
 from models import Normalized, capture, classifier_head, head_features, stage_ends
 from models.mobilenet import mobilenet
 from models.resnet import resnet18
 from models.vgg import vgg11
-from tests.conftest import group_options, needs_fashion, toy_data, trained_toy_model
+from tests.conftest import group_options, needs_smoke_data, slow_params, toy_data, trained_toy_model
 
 CPU = torch.device("cpu")
 NO_EPOCHS = Recipe(epochs=0)
@@ -76,16 +78,59 @@ def test_nad_loss_has_its_attention_term() -> None:
     assert all(p.grad is not None for p in student.parameters() if p.requires_grad)
 
 
-def test_anp_masks_stay_in_unit_interval_and_pruning_zeroes_bn() -> None:
+def test_fp_stops_pruning_at_the_first_break() -> None:
+    """A dip out of tolerance ends pruning there, though accuracy comes back further on."""
+    accs = [0.90, 0.90, 0.89, 0.80, 0.88, 0.87, 0.70]
+    assert pruned_before_break(accs, 0.05) == 2
+    assert pruned_before_break(accs, 0.5) == 6
+
+
+def test_anp_masks_stay_in_unit_interval_and_pruning_zeroes_bn_weights() -> None:
     model = trained_toy_model()
+    biases = [m.bias.clone() for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     repaired, info = ANP(iterations=30, batch_size=32, mask_lr=2.0, threshold=0.9, tolerance=0.5).repair(
         model, ctx()
     )
     assert 0 <= info["mask_min"] <= info["mask_mean"] <= 1
     bns = [m for m in repaired.modules() if isinstance(m, nn.BatchNorm2d)]
-    zeroed = sum(int(((bn.weight == 0) & (bn.bias == 0)).sum()) for bn in bns)
-    assert zeroed == info["pruned"] > 0
+    assert sum(int((bn.weight == 0).sum()) for bn in bns) == info["pruned"] > 0
+    assert all(
+        torch.equal(bn.bias, b) for bn, b in zip(bns, biases, strict=True)
+    )  # the mask scales gamma only
     assert info["neurons"] == len(BatchNormPerturbation(trained_toy_model()).flat_masks())
+
+
+def test_anp_pruned_model_is_the_masked_model() -> None:
+    """Pruning gives the model the masks were learnt on: masks at 0 for the pruned neurons, 1 elsewhere."""
+    model = trained_toy_model().eval()
+    x = toy_data(20, 5).x.float() / 255
+    bnp = BatchNormPerturbation(model)
+    pruned = torch.randperm(len(bnp.flat_masks()), generator=torch.Generator().manual_seed(0))[:40]
+    flat = torch.ones(len(bnp.flat_masks()))
+    flat[pruned] = 0
+    with torch.no_grad():
+        for mask, values in zip(bnp.masks, flat.split([len(m) for m in bnp.masks]), strict=True):
+            mask.copy_(values)
+        with bnp.attached(batch_stats=False):
+            masked = model(x)
+        bnp.prune(pruned)
+        assert torch.allclose(model(x), masked, atol=1e-5)
+
+
+def test_anp_perturbation_moves_by_the_gradient_sign() -> None:
+    """From zero noise, one ascent step of lr eps lands every neuron's noise on +-eps (the sign of its
+    gradient), as the original's sign_grad does; a plain gradient step would move it by far less."""
+    model = trained_toy_model()
+    bnp = BatchNormPerturbation(model)
+    bnp.reset_noise = lambda eps, gen: None  # start from zero noise
+    data = toy_data(64, 3)
+    anp = ANP(iterations=1, batch_size=64, eps=0.4, anp_steps=1, mask_lr=1e-9)
+    with bnp.attached():
+        anp.learn_masks(model, bnp, data.x.float() / 255, data.y, ctx())
+    noise = torch.cat([t.detach() for t in (*bnp.noise_w, *bnp.noise_b)])
+    moved = noise != 0
+    assert moved.float().mean() > 0.9
+    assert torch.allclose(noise[moved].abs(), torch.full_like(noise[moved], 0.4))
 
 
 def test_nc_anomaly_index_flags_the_small_outlier() -> None:
@@ -106,13 +151,29 @@ def test_ibau_perturbation_is_universal() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
-def test_seam_forgets_before_it_recovers() -> None:
+def seam(**kw: Any) -> SEAM:
+    forget = Recipe(epochs=50, batch_size=32, lr=1e-3, optimizer="adam", weight_decay=0, schedule="constant")
+    recover = Recipe(epochs=5, batch_size=32, lr=1e-3, optimizer="adam", weight_decay=0, schedule="constant")
+    return SEAM(forget, recover, **kw)
+
+
+def test_seam_forgets_to_chance_then_recovers() -> None:
     model = trained_toy_model()
-    _, info = SEAM(Recipe(epochs=3, batch_size=50, lr=0.01), forget_ratio=0.2, forget_acc=0.3).repair(
-        model, ctx()
-    )
-    assert info["defender_acc_after_forget"] < 30 < info["defender_acc_before"]
+    _, info = seam(forget_ratio=0.2).repair(model, ctx())
+    assert info["forget_acc_target"] == 20  # min(2 / 10 classes, 0.6)
+    assert info["forget_set_acc_after_forget"] < 20 < info["defender_acc_before"]
+    assert info["forget_epochs"] < 50  # stopped by the rule, not the cap
     assert info["defender_acc_after_recover"] > info["defender_acc_after_forget"]
+
+
+def test_seam_forget_labels_are_wrong_and_redrawn_every_batch() -> None:
+    hooks = WrongLabels(10, torch.Generator().manual_seed(0))
+    y = torch.arange(1000) % 10
+    x = torch.zeros(1000, 1)
+    first, second = hooks.batch_hook(nn.Identity(), x, y)[1], hooks.batch_hook(nn.Identity(), x, y)[1]
+    assert (first != y).all() and (second != y).all()
+    assert not torch.equal(first, second)
+    assert torch.bincount(first, minlength=10).min() > 50  # every class is drawn
 
 
 def test_nc_flags_the_badnets_target_and_not_a_clean_model() -> None:
@@ -138,7 +199,7 @@ def test_nc_flags_the_badnets_target_and_not_a_clean_model() -> None:
             CPU,
             progress=False,
         )
-        _, info = NeuralCleanse(NO_EPOCHS, steps=100, batch_size=32).repair(model, ctx(100))
+        _, info = NeuralCleanse(NO_EPOCHS, steps=120, batch_size=32, epoch_steps=3).repair(model, ctx(100))
         name = "badnets" if attack else "clean"
         flagged[name], index[name] = info["flagged"], info["anomaly_index"]
         assert info["action"] == (
@@ -148,14 +209,35 @@ def test_nc_flags_the_badnets_target_and_not_a_clean_model() -> None:
     assert index["badnets"][0] > max(index["clean"])
 
 
+def test_nc_cost_starts_at_zero_and_is_set_once_the_trigger_succeeds() -> None:
+    """As bolunwang/backdoor: cost 0 until `patience` successful epochs, then init_cost, then x2 / /2^1.5."""
+    schedule = CostSchedule(init_cost=1e-3, threshold=0.99, patience=5)
+    assert schedule.cost == 0
+    for _ in range(4):
+        schedule.update(1.0)
+    assert schedule.cost == 0
+    schedule.update(0.5)  # a failure resets the count
+    for _ in range(4):
+        schedule.update(0.995)
+    assert schedule.cost == 0
+    schedule.update(0.995)
+    assert schedule.cost == 1e-3
+    for _ in range(5):
+        schedule.update(1.0)
+    assert schedule.cost == 2e-3 and not schedule.moved_both_ways
+    for _ in range(5):
+        schedule.update(0.98)  # below the 0.99 threshold
+    assert schedule.cost == pytest.approx(2e-3 / 2**1.5) and schedule.moved_both_ways
+
+
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One model cache for the smoke cells below: each architecture's victim is trained once."""
     return f"cache_dir={tmp_path_factory.mktemp('cache')}"
 
 
-@needs_fashion
-@pytest.mark.parametrize("model", ["resnet18", "vgg11", "mobilenet"])
+@needs_smoke_data
+@pytest.mark.parametrize("model", ["resnet18", *slow_params("vgg11", "mobilenet")])
 @pytest.mark.parametrize(
     "defense", [d for d in group_options("defense") if d not in ("none", "ft", "unit", "clip_uniform")]
 )

@@ -1,4 +1,5 @@
-"""One cell end to end on real Fashion-MNIST (smoke setting), and the CLI's handling of bad input."""
+"""One cell end to end on real data (smoke setting: a CIFAR-10 subset, else Fashion-MNIST), and the CLI's
+handling of bad input."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from filelock import FileLock
 
 from bench.pipeline import cell_id, run_cell, semantic_config
 from bench.records import FIELDS, claim_path, read_records, record_path
-from tests.conftest import REPO, group_options, needs_fashion
+from tests.conftest import REPO, SMOKE_DATASET, group_options, needs_smoke_data
 
-pytestmark = needs_fashion
+pytestmark = needs_smoke_data
 
 
 def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
@@ -66,18 +67,21 @@ def test_clean_model_accuracy_is_reported_once_cached(smoke_cfg) -> None:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m bench <args>`` in a subprocess, on the smoke data set unless ``args`` name another."""
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    dataset = [] if any(a.startswith("dataset=") for a in args) else [f"dataset={SMOKE_DATASET}"]
+    lead = [a for a in args[:1] if a == "-m"]  # argparse: the overrides after the flags, together
+    cmd = [sys.executable, "-m", "bench", *lead, *dataset, *args[len(lead) :]]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 BAD_INPUT = [
     ("attack.poison_rate=1.5", "attack.poison_rate must be in (0, 1], got 1.5"),
-    ("attack.target=10", "attack.target must be in [0, 9] for fashion_mnist, got 10"),
+    ("attack.target=10", f"attack.target must be in [0, 9] for {SMOKE_DATASET}, got 10"),
     ("defender_ratio=1", "defender_ratio must be in (0, 1), got 1"),
     (
         "dataset.root=/nonexistent dataset.download=false",
-        "dataset.root '/nonexistent' does not hold fashion_mnist and dataset.download=false",
+        f"dataset.root '/nonexistent' does not hold {SMOKE_DATASET} and dataset.download=false",
     ),
 ]
 
@@ -100,6 +104,18 @@ def test_corrupt_cached_model_is_retrained(tmp_path: Path) -> None:
     assert out.returncode == 0 and "fails its checksum" in out.stdout + out.stderr
     (record,) = (tmp_path / "runs").glob("*.json")
     assert json.loads(record.read_text())["cache_hit"] is False
+
+
+def test_demo_path_shrunk(tmp_path: Path) -> None:
+    """``make demo``'s cell (BadNets, then UNIT, in bf16 on the cpu_cifar recipe), at a size for tests."""
+    shrink = ("dataset.train_size=1000", "dataset.test_size=500", "train.epochs=1", "defense.steps=3")
+    out = run_cli(
+        "experiment=demo", *shrink, f"results_dir={tmp_path}/r", f"cache_dir={tmp_path}/c", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    (record,) = read_records(tmp_path / "r")
+    assert (record["dataset"], record["attack"], record["defense"]) == (SMOKE_DATASET, "badnets", "unit")
+    assert record["config"]["precision"] == "bf16" and record["defense_info"]["layers"] == 17
 
 
 def test_multirun_and_cfg_job(tmp_path: Path) -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from bench.records import read_records
-from tests.conftest import REPO, needs_fashion
+from tests.conftest import REPO, SMOKE_DATASET, needs_smoke_data
 from tests.slurm_cluster import ClusterError, LocalSlurm, missing_requirements
 
-pytestmark = [pytest.mark.slurm, needs_fashion]
+pytestmark = [pytest.mark.slurm, needs_smoke_data]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
 
 def sweep(cluster: LocalSlurm, tmp: Path, *overrides: str) -> subprocess.Popen:
     """``python -m bench -m experiment=smoke ... hydra/launcher=slurm_gpu`` (one fake GPU per cell)."""
-    args = [sys.executable, "-m", "bench", "-m", "experiment=smoke", "hydra/launcher=slurm_gpu",
+    args = [sys.executable, "-m", "bench", "-m", "experiment=smoke", f"dataset={SMOKE_DATASET}",
+            "hydra/launcher=slurm_gpu",
             "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=10",
             f"results_dir={tmp}/runs", f"cache_dir={tmp}/cache", f"hydra.sweep.dir={tmp}/sweep",
             *overrides]  # fmt: skip

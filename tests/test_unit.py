@@ -12,7 +12,7 @@ from defenses._bounds import BoundedActivation, activation_statistics, find_acti
 from defenses.clip_uniform import UniformClip
 from defenses.unit import UNIT, AlphaSchedule
 from models.resnet import resnet18
-from tests.conftest import needs_fashion, toy_data, trained_toy_model
+from tests.conftest import needs_smoke_data, slow_params, toy_data, trained_toy_model
 
 CPU = torch.device("cpu")
 
@@ -106,8 +106,8 @@ def test_uniform_clip_bounds_match_statistics() -> None:
     assert info["layers"] == 17
 
 
-@needs_fashion
-@pytest.mark.parametrize("model", ["resnet18", "preact_resnet18", "vgg11", "mobilenet"])
+@needs_smoke_data
+@pytest.mark.parametrize("model", ["resnet18", *slow_params("preact_resnet18", "vgg11", "mobilenet")])
 def test_unit_smoke_cell_on_architectures(smoke_cfg, model: str) -> None:
     cfg, names = smoke_cfg(f"model={model}", "defense=unit", "defense.steps=10")
     record = run_cell(cfg, names)
