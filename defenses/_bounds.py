@@ -18,6 +18,24 @@ from attacks._base import to_float
 from models import act_class, activation_layers
 
 
+def bound_like(bound: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``relu(bound)`` in ``a``'s dtype and memory layout, with a batch axis: elementwise ops against a
+    channels_last bf16 activation then run on matching strides (several times faster on the CPU than a
+    (C, H, W) float32 bound broadcast against it, which also promotes the result to float32)."""
+    b = F.relu(bound).to(a.dtype)[None]
+    if a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last):
+        b = b.contiguous(memory_format=torch.channels_last)
+    return b
+
+
+def batch_sum(x: torch.Tensor) -> torch.Tensor:
+    """``x.sum(0)`` in float32, summed over rows of contiguous memory when ``x`` is channels_last."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        n, c, h, w = x.shape
+        return x.permute(0, 2, 3, 1).reshape(n, -1).sum(0, dtype=torch.float32).view(h, w, c).permute(2, 0, 1)
+    return x.sum(0, dtype=torch.float32)
+
+
 class UpperClip(torch.autograd.Function):
     """``min(a, relu(bound))`` with the gradients UNIT specifies, in fewer passes than autograd's minimum.
 
@@ -27,18 +45,17 @@ class UpperClip(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
-        b = F.relu(bound)
-        over = a > b
-        ctx.save_for_backward(over, bound > 0)
-        return torch.where(over, b, a)
+        b = bound_like(bound, a)
+        ctx.save_for_backward(a > b, bound > 0)
+        return torch.minimum(a, b)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         over, positive = ctx.saved_tensors
-        grad_a = grad.masked_fill(over, 0) if ctx.needs_input_grad[0] else None
+        grad_a = grad * ~over if ctx.needs_input_grad[0] else None
         grad_bound = None
         if ctx.needs_input_grad[1]:
-            grad_bound = grad.masked_fill(~over, 0).sum(0).masked_fill_(~positive, 0)
+            grad_bound = batch_sum(grad * over).masked_fill_(~positive, 0)
         return grad_a, grad_bound
 
 
@@ -55,10 +72,10 @@ class BoundedActivation(nn.Module):
         if torch.is_grad_enabled():
             if self.bound.requires_grad:
                 return UpperClip.apply(a, self.bound)
-            return torch.minimum(a, F.relu(self.bound))
+            return torch.minimum(a, bound_like(self.bound, a))
         if a is x:  # an in-place activation returned its input: leave the caller's tensor intact
-            return torch.minimum(a, F.relu(self.bound))
-        return a.clamp_max_(F.relu(self.bound))  # inference: in place on the fresh output, no allocation
+            return torch.minimum(a, bound_like(self.bound, a))
+        return a.clamp_max_(bound_like(self.bound, a))  # inference: in place on the fresh output
 
 
 def activation_types(names: list[str] | tuple[str, ...]) -> tuple[type[nn.Module], ...]:

@@ -28,7 +28,8 @@ class TriggerSearch:
     """Reverse-engineer one class's minimal trigger on the defender's images, as Neural Cleanse's code
     (bolunwang/backdoor, visualizer.py) does: Adam on CE(f(x'), target) + cost * |m|_1 over tanh-
     parameterised mask and pattern. The cost starts at 0 and is set to ``init_cost`` once the reversed
-    trigger has reached ``asr_threshold`` for ``patience`` epochs; from then on it is multiplied by 2 after
+    trigger has reached ``asr_threshold`` for ``patience`` epochs (``cost_from_zero``; else it starts at
+    ``init_cost``); from then on it is multiplied by 2 after
     ``patience`` epochs at or above the threshold and divided by 2^1.5 after ``patience`` epochs below it.
     An epoch is ``epoch_steps`` batches (the original: 1000 samples in batches of 32, 31 batches; None: one
     pass over the images). The smallest successful mask is kept; the search stops after ``steps`` batches,
@@ -36,9 +37,10 @@ class TriggerSearch:
     ``early_stop_patience`` epochs (None: never)."""
 
     def __init__(self, steps: int, batch_size: int, lr: float, init_cost: float, asr_threshold: float,
-                 patience: int, epoch_steps: int | None = None,
-                 early_stop_patience: int | None = None) -> None:  # fmt: skip
+                 patience: int, epoch_steps: int | None = None, early_stop_patience: int | None = None,
+                 cost_from_zero: bool = True) -> None:  # fmt: skip
         self.steps, self.batch_size, self.lr = steps, batch_size, lr
+        self.cost_from_zero = cost_from_zero
         self.init_cost, self.asr_threshold, self.patience = init_cost, asr_threshold, patience
         self.epoch_steps, self.early_stop_patience = epoch_steps, early_stop_patience
 
@@ -49,7 +51,7 @@ class TriggerSearch:
         mask_logit = torch.zeros(1, 1, h, w, device=device, requires_grad=True)
         pattern_logit = torch.zeros(1, c, h, w, device=device, requires_grad=True)
         opt = torch.optim.Adam([mask_logit, pattern_logit], lr=self.lr, betas=(0.5, 0.9))
-        schedule = CostSchedule(self.init_cost, self.asr_threshold, self.patience)
+        schedule = CostSchedule(self.init_cost, self.asr_threshold, self.patience, self.cost_from_zero)
         epoch = self.epoch_steps or max(1, math.ceil(len(x) / self.batch_size))
         best: dict[str, Any] = {"l1": math.inf}
         hits = seen = stale = 0
@@ -92,9 +94,9 @@ class TriggerSearch:
 class CostSchedule:
     """Neural Cleanse's weight of the mask norm, updated once per epoch from the trigger's success."""
 
-    def __init__(self, init_cost: float, threshold: float, patience: int) -> None:
+    def __init__(self, init_cost: float, threshold: float, patience: int, from_zero: bool = True) -> None:
         self.init_cost, self.threshold, self.patience = init_cost, threshold, patience
-        self.cost = 0.0
+        self.cost = 0.0 if from_zero else init_cost
         self.set_counter = self.up_counter = self.down_counter = 0
         self.up = self.down = False
 

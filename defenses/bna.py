@@ -153,7 +153,11 @@ class BNA(Defense):
             raise ConfigError(f"bna needs steps, epochs >= 1, bin_width > 0, tau > 0; got {steps}, {epochs}, "
                               f"{bin_width}, {tau}")  # fmt: skip
         threshold = check_fraction("defense.asr_threshold", asr_threshold)
-        self.search = TriggerSearch(steps, batch_size, search_lr, init_cost, threshold, patience)
+        # BNA's paper does not give the search's schedule: the cost starts at init_cost, as it has here
+        # since BNA was added (Neural Cleanse's code starts it at 0)
+        self.search = TriggerSearch(
+            steps, batch_size, search_lr, init_cost, threshold, patience, cost_from_zero=False
+        )
         self.anomaly_threshold, self.kind, self.bin_width, self.tau = (
             anomaly_threshold,
             divergence,
