@@ -13,11 +13,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
-from bench.pipeline import compute_info, git_sha, run_cell
+from bench.pipeline import cell_id, compute_info, git_sha, run_cell, semantic_config
+from bench.records import failure_path
 
 
 def scaled_steps(steps: int, *, _root_: DictConfig) -> int:
@@ -79,18 +81,64 @@ def config_error(exc: BaseException) -> ConfigError | None:
     return None
 
 
+# Written into a failed job's Hydra output directory; SweepReport collects them at the end of a sweep.
+FAILURE_MARKER = "failure.json"
+
+
+def record_failure(cfg: DictConfig, names: dict[str, str], message: str, job_dir: Path) -> None:
+    """Keep a failed cell's error beside its record's place (``<cell_id>.failed``) and in its job
+    directory, so the sweep can name it and a rerun retries it (a failure is never a record)."""
+    cell = " ".join(f"{g}={names[g]}" for g in GROUPS)
+    failure = {"cell": cell, "error": message, "git_sha": git_sha(), "argv": sys.argv}
+    try:
+        cid = cell_id(names, semantic_config(cfg))
+        path = failure_path(cfg.results_dir, cid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**failure, "cell_id": cid, "config": OmegaConf.to_container(cfg)},
+                                   indent=2, default=str) + "\n")  # fmt: skip
+        failure["failure_file"] = str(path)
+    except Exception as exc:  # the config itself may be what failed, or results_dir unwritable
+        failure["failure_file"] = f"not written: {exc}"
+    (job_dir / FAILURE_MARKER).write_text(json.dumps(failure, indent=2) + "\n")
+
+
+class SweepReport(Callback):
+    """At the end of a sweep, name every cell that failed (each left FAILURE_MARKER in its job directory)
+    and exit with status 1; the other cells have run."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        markers = sorted(Path(config.hydra.sweep.dir).glob(f"*/{FAILURE_MARKER}"))
+        if not markers:
+            return
+        print(
+            f"{len(markers)} cell(s) of this sweep failed (rerun the sweep to retry them):", file=sys.stderr
+        )
+        for marker in markers:
+            failure = json.loads(marker.read_text())
+            print(f"failed: {failure['cell']}: {failure['error']}", file=sys.stderr)
+        sys.exit(1)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
-    write_environment(Path(hc.runtime.output_dir))
+    job_dir = Path(hc.runtime.output_dir)
+    (job_dir / FAILURE_MARKER).unlink(missing_ok=True)  # of an earlier run of this job directory
+    write_environment(job_dir)
     names = {g: hc.runtime.choices[g] for g in GROUPS}
     try:
         record = run_cell(cfg, names)
-    except (ConfigError, InstantiationException) as exc:
+    except Exception as exc:
         err = config_error(exc)
+        message = str(err) if err is not None else f"{type(exc).__name__}: {exc}"
+        if err is None:
+            log.exception("cell failed")
+        record_failure(cfg, names, message, job_dir)
+        print(f"error: {message}", file=sys.stderr)
+        if hc.mode == RunMode.MULTIRUN:
+            return  # the sweep goes on; SweepReport names the failed cells at its end
         if err is None:
             raise
-        print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     if record is None:  # another process holds the cell
         return

@@ -26,7 +26,7 @@ from bench.cache import ModelCache, cache_key
 from bench.engine import fit, prepare_model, set_precision
 from bench.errors import ConfigError, check_fraction
 from bench.metrics import TriggeredTestSet, der, detection, evaluate
-from bench.records import SCHEMA_VERSION, claim_path, record_path, write_record
+from bench.records import SCHEMA_VERSION, claim_path, failure_path, record_path, write_record
 from datasets import DataBundle, ImageSet, balanced_subset
 from defenses import DefenderContext
 from models import Normalized
@@ -354,6 +354,7 @@ def run_claimed_cell(
         "detection_info": detection_info,
     }
     write_record(path, record)
+    failure_path(cfg.results_dir, cid).unlink(missing_ok=True)  # a failure of an earlier attempt
     if logger is not None:
         logger.log_record(record)
     return record

@@ -26,6 +26,12 @@ def record_path(results_dir: str | Path, cell_id: str) -> Path:
     return Path(results_dir) / f"{cell_id}.json"
 
 
+def failure_path(results_dir: str | Path, cell_id: str) -> Path:
+    """Where a failed cell's error is kept (JSON, but not a ``*.json`` record: never read as a result);
+    removed when the cell later succeeds."""
+    return Path(results_dir) / f"{cell_id}.failed"
+
+
 def claim_path(results_dir: str | Path, cell_id: str) -> Path:
     """The lock file a process holds while it runs the cell (hidden, and not a ``*.json`` record)."""
     return Path(results_dir) / f".{cell_id}.claim"

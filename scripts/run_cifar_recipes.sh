@@ -11,10 +11,9 @@ declare -A recipes=(
   [B_cpu_bf16]="precision=bf16 train.epochs=10 train.lr=0.05 train.label_smoothing=0.0"
   [C_e20_ls]="precision=bf16 train.epochs=20 train.lr=0.1 train.label_smoothing=0.1"
   [D_e30_ls]="precision=bf16 train.epochs=30 train.lr=0.1 train.label_smoothing=0.1"
-  [E_w375_e15_ls]="precision=bf16 model.width=0.375 train.epochs=15 train.lr=0.1 train.label_smoothing=0.1"
 )
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(C_e20_ls B_cpu_bf16 D_e30_ls A_cpu_fp32 E_w375_e15_ls)
+[ ${#names[@]} -gt 0 ] || names=(C_e20_ls B_cpu_bf16 D_e30_ls A_cpu_fp32)
 for name in "${names[@]}"; do
   # shellcheck disable=SC2086
   "$py" -m bench experiment=cpu_cifar attack=none defense=none logger=none progress=false \

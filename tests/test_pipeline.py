@@ -127,6 +127,25 @@ def test_multirun_and_cfg_job(tmp_path: Path) -> None:
     assert sorted(r["attack"] for r in read_records(tmp_path / "r")) == ["badnets", "blend"]
 
 
+def test_sweep_goes_on_past_a_failing_cell_and_names_it(tmp_path: Path) -> None:
+    """One bad cell (target 99) must not stop the sweep: the good cell's record is written, the failure is
+    kept as ``<cell_id>.failed`` (not a record), the sweep's last lines name it, its exit status is 1, and
+    a rerun retries the failed cell only."""
+    dirs = (f"results_dir={tmp_path}/r", f"cache_dir={tmp_path}/c", f"hydra.sweep.dir={tmp_path}/s")
+    sweep = ("-m", "experiment=smoke", "attack=badnets", "attack.target=99,0", "defense=none", *dirs)
+    out = run_cli(*sweep, cwd=tmp_path)
+    assert out.returncode == 1
+    assert [r["config"]["attack"]["target"] for r in read_records(tmp_path / "r")] == [0]
+    (failed,) = (tmp_path / "r").glob("*.failed")
+    failure = json.loads(failed.read_text())
+    assert failure["config"]["attack"]["target"] == 99
+    assert "attack.target must be in [0, 9]" in failure["error"]
+    assert out.stderr.strip().splitlines()[-1].startswith("failed: dataset=")
+    again = run_cli(*sweep, cwd=tmp_path)
+    assert again.returncode == 1 and "record exists, cell skipped" in again.stdout + again.stderr
+    assert len(read_records(tmp_path / "r")) == 1
+
+
 def test_wandb_offline_run_is_written(smoke_cfg, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg, names = smoke_cfg("logger=wandb", f"logger.dir={tmp_path}", "defense=none")
