@@ -109,18 +109,14 @@ class CostSchedule:
         if self.cost == 0 and success:
             self.set_counter += 1
             if self.set_counter >= self.patience:
-                self.cost, self.up_counter, self.down_counter, self.up, self.down = (
-                    self.init_cost,
-                    0,
-                    0,
-                    False,
-                    False,
-                )
+                self.cost, self.up_counter, self.down_counter = self.init_cost, 0, 0
+                self.up = self.down = False
         else:
             self.set_counter = 0
-        self.up_counter, self.down_counter = (
-            (self.up_counter + 1, 0) if success else (0, self.down_counter + 1)
-        )
+        if success:
+            self.up_counter, self.down_counter = self.up_counter + 1, 0
+        else:
+            self.up_counter, self.down_counter = 0, self.down_counter + 1
         if self.up_counter >= self.patience:
             self.up_counter, self.cost, self.up = 0, self.cost * 2, True
         elif self.down_counter >= self.patience:
