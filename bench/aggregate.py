@@ -15,21 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench import figures, tables
-from bench.records import read_records
+from bench.records import read_records, record_fields
 from bench.wandb_records import read_api, read_offline
 
-METRICS = [
-    "acc_clean_model",
-    "acc_before",
-    "asr_before",
-    "acc",
-    "asr",
-    "ra",
-    "der",
-    "attack_train_s",
-    "aux_train_s",
-    "defense_s",
-]
+METRICS = list(record_fields(table=True))  # the per-cell columns
 
 
 def records_frame(source: str | Path, wandb: bool = False) -> pd.DataFrame:

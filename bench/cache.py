@@ -64,6 +64,26 @@ class ModelCache:
     def _checksum_path(self, key: str) -> Path:
         return self.root / f"{key}.sha256"
 
+    def _meta_path(self, key: str) -> Path:
+        return self.root / f"{key}.meta.json"
+
+    def meta(self, key: str) -> dict[str, Any] | None:
+        """The entry's ``meta`` (what its training reported) without loading its weights: from a JSON
+        sidecar written beside the entry (made on first use for entries older than sidecars); None when
+        the entry is absent."""
+        sidecar = self._meta_path(key)
+        if sidecar.exists():
+            return json.loads(sidecar.read_text())
+        payload = self.load(key)
+        if payload is None:
+            return None
+        self._write_meta(key, payload)
+        return payload.get("meta", {})
+
+    def _write_meta(self, key: str, payload: dict[str, Any]) -> None:
+        text = json.dumps(payload.get("meta", {}), indent=2, default=str) + "\n"
+        atomic_write_bytes(self._meta_path(key), lambda tmp: tmp.write_text(text))
+
     def load(self, key: str) -> dict[str, Any] | None:
         """The entry for ``key``, or None when absent or corrupt (a corrupt entry is removed)."""
         path = self.path(key)
@@ -73,8 +93,8 @@ class ModelCache:
         expected = checksum.read_text().strip() if checksum.exists() else None
         if expected != sha256_file(path):
             log.warning("cached model %s fails its checksum (corrupt or truncated); retraining", path)
-            path.unlink(missing_ok=True)
-            checksum.unlink(missing_ok=True)
+            for stale in (path, checksum, self._meta_path(key)):
+                stale.unlink(missing_ok=True)
             return None
         return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -83,6 +103,7 @@ class ModelCache:
         atomic_write_bytes(path, lambda tmp: torch.save(payload, tmp))
         digest = sha256_file(path)
         atomic_write_bytes(self._checksum_path(key), lambda tmp: tmp.write_text(digest + "\n"))
+        self._write_meta(key, payload)
 
     def get_or_create(self, key: str, build: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
         """(payload, cache_hit). Holds the entry's lock while building so it is built once."""

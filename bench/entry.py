@@ -17,8 +17,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bench.errors import ConfigError
-from bench.pipeline import cell_id, compute_info, git_sha, run_cell, semantic_config
+from bench.cell import run_cell, summary_line
+from bench.core.errors import ConfigError, SettingError
+from bench.host import compute_info, git_sha
+from bench.identity import GROUPS, cell_id, semantic_config
 from bench.records import failure_path
 
 
@@ -47,7 +49,6 @@ OmegaConf.register_new_resolver("ft_epochs", finetune_epochs, replace=True)
 OmegaConf.register_new_resolver("aux_scaled", aux_scaled_steps, replace=True)
 
 log = logging.getLogger("bench")
-GROUPS = ("dataset", "model", "attack", "defense")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
@@ -85,11 +86,18 @@ def config_error(exc: BaseException) -> ConfigError | None:
 FAILURE_MARKER = "failure.json"
 
 
-def record_failure(cfg: DictConfig, names: dict[str, str], message: str, job_dir: Path) -> None:
-    """Keep a failed cell's error beside its record's place (``<cell_id>.failed``) and in its job
-    directory, so the sweep can name it and a rerun retries it (a failure is never a record)."""
+def record_failure(
+    cfg: DictConfig, names: dict[str, str], message: str, job_dir: Path, started: bool = True
+) -> None:
+    """Keep a failed cell's error in its job directory, so the sweep can name it, and, when the cell had
+    ``started`` (its settings passed the checks), beside its record's place (``<cell_id>.failed``); a
+    rerun retries it (a failure is never a record)."""
     cell = " ".join(f"{g}={names[g]}" for g in GROUPS)
     failure = {"cell": cell, "error": message, "git_sha": git_sha(), "argv": sys.argv}
+    if not started:
+        failure["failure_file"] = "none: the settings were refused before the cell started"
+        (job_dir / FAILURE_MARKER).write_text(json.dumps(failure, indent=2) + "\n")
+        return
     try:
         cid = cell_id(names, semantic_config(cfg))
         path = failure_path(cfg.results_dir, cid)
@@ -133,22 +141,12 @@ def main(cfg: DictConfig) -> None:
         message = str(err) if err is not None else f"{type(exc).__name__}: {exc}"
         if err is None:
             log.exception("cell failed")
-        record_failure(cfg, names, message, job_dir)
+        record_failure(cfg, names, message, job_dir, started=not isinstance(err, SettingError))
         print(f"error: {message}", file=sys.stderr)
         if hc.mode == RunMode.MULTIRUN:
             return  # the sweep goes on; SweepReport names the failed cells at its end
         if err is None:
             raise
         sys.exit(2)
-    if record is None:  # another process holds the cell
-        return
-    cell = " ".join(f"{g}={names[g]}" for g in GROUPS)
-
-    def fmt(v: float | None) -> str:
-        return "  n/a" if v is None else f"{v:6.2f}"
-
-    log.info(
-        "%s | before: ACC %s ASR %s | after: ACC %s ASR %s RA %s | defense %.1fs%s",
-        cell, fmt(record["acc_before"]), fmt(record["asr_before"]), fmt(record["acc"]), fmt(record["asr"]),
-        fmt(record["ra"]), record["defense_s"], " (cached model)" if record["cache_hit"] else "",
-    )  # fmt: skip
+    if record is not None:  # None: another process holds the cell
+        log.info(summary_line(record))

@@ -8,13 +8,13 @@ Percentages are in 0-100.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 
-from attacks import Attack
-from attacks._base import to_float
-from bench.engine import autocast
-from datasets import ImageSet
+from bench.core.engine import autocast
+from bench.core.images import ImageSet, to_float
 
 
 @torch.inference_mode()
@@ -41,9 +41,12 @@ class TriggeredTestSet:
         self.x, self.y = x, y
 
     @classmethod
-    def build(cls, attack: Attack, test: ImageSet) -> TriggeredTestSet:
-        keep = test.y != attack.target
-        return cls(attack.apply_uint8(test.x[keep]), test.y[keep])
+    def build(
+        cls, trigger: Callable[[torch.Tensor], torch.Tensor], target: int, test: ImageSet
+    ) -> TriggeredTestSet:
+        """``trigger`` (uint8 images -> uint8 images) on the test images whose class is not ``target``."""
+        keep = test.y != target
+        return cls(trigger(test.x[keep]), test.y[keep])
 
 
 def evaluate(
@@ -79,10 +82,8 @@ def detection(
     device: torch.device,
     batch_size: int = 1024,
 ) -> dict[str, float]:
-    """Test-time detection of a defense that flags inputs (BNA, STRIP): FPR on the clean test set, TPR on
-    the triggered non-target test images; empty for defenses without ``detect``."""
-    if not callable(getattr(model, "detect", None)):
-        return {}
+    """Test-time detection of a repaired model that flags inputs (``bench.defenses.Detector``: BNA,
+    STRIP): FPR on the clean test set, TPR on the triggered non-target test images."""
     out = {"fpr": flag_rate(model, test.x, device, batch_size)}
     if triggered is not None:
         out["tpr"] = flag_rate(model, triggered.x, device, batch_size)

@@ -1,12 +1,15 @@
 """Result records: one JSON file per grid cell, the contract between runs and the aggregator.
 
-Field names are fixed (other issues and tools read them); bump ``SCHEMA_VERSION`` when a field
-disappears or changes meaning, not when one is added.
+``Record`` is the one definition of a record's fields: the JSON file, the W&B logger's summary and the
+aggregator's columns all read it. Field names are fixed (other issues and tools read them); bump
+``SCHEMA_VERSION`` when a field disappears or changes meaning, not when one is added.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +17,71 @@ from bench.cache import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 
-FIELDS = (
-    "schema_version", "cell_id", "dataset", "model", "attack", "defense", "seed",
-    "acc_clean_model", "acc_before", "asr_before", "ra_before", "acc", "asr", "ra", "der",
-    "attack_train_s", "aux_train_s", "defense_s", "eval_s", "cache_hit", "device", "compute", "git_sha",
-    "started_at", "finished_at", "config", "attack_info", "defense_info", "detection_info",
-)  # fmt: skip
+
+def _field(kind: str, *, table: bool = False) -> Any:
+    """A record field of ``kind`` (identity | metric | cost | provenance | info); ``table``: one of the
+    aggregator's per-cell columns."""
+    return field(metadata={"kind": kind, "table": table})
+
+
+@dataclass
+class Record:
+    """One cell's result. Percentages are in 0-100, times in seconds; ``None`` where a metric does not
+    apply (ASR without a trigger, the clean model's ACC before it exists)."""
+
+    schema_version: int = _field("identity")
+    cell_id: str = _field("identity")
+    dataset: str = _field("identity")
+    model: str = _field("identity")
+    attack: str = _field("identity")
+    defense: str = _field("identity")
+    seed: int = _field("identity")
+    acc_clean_model: float | None = _field("metric", table=True)  # the row's clean model (attack=none)
+    acc_before: float = _field("metric", table=True)  # the victim, before the defense
+    asr_before: float | None = _field("metric", table=True)
+    ra_before: float | None = _field("metric")
+    acc: float = _field("metric", table=True)  # after the defense
+    asr: float | None = _field("metric", table=True)
+    ra: float | None = _field("metric", table=True)
+    der: float | None = _field("metric", table=True)
+    attack_train_s: float = _field("cost", table=True)  # training the victim
+    aux_train_s: float | None = _field("cost", table=True)  # the attack's own networks, before it
+    defense_s: float = _field("cost", table=True)
+    eval_s: float = _field("cost")
+    cache_hit: bool = _field("provenance")  # the victim came from the model cache
+    device: str = _field("provenance")
+    compute: dict[str, Any] = _field("provenance")  # processor, threads, GPU (and the victim's)
+    git_sha: str = _field("provenance")
+    started_at: str = _field("provenance")
+    finished_at: str = _field("provenance")
+    config: dict[str, Any] = _field("info")  # the resolved config the cell ran
+    attack_info: dict[str, Any] = _field("info")  # what poisoning reported (JSON)
+    defense_info: dict[str, Any] = _field("info")  # what the defense reported about itself (JSON)
+    detection_info: dict[str, Any] = _field("info")  # TPR/FPR of a defense that flags inputs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def record_fields(*kinds: str, table: bool | None = None) -> tuple[str, ...]:
+    """Names of the record's fields of the given kinds (all without kinds), in record order; ``table``
+    keeps only the aggregator's columns (or only the others)."""
+    return tuple(
+        f.name
+        for f in dataclasses.fields(Record)
+        if (not kinds or f.metadata["kind"] in kinds) and (table is None or f.metadata["table"] == table)
+    )
+
+
+FIELDS = record_fields()
+
+
+class RecordLogger:
+    """What a configured logger (``conf/logger``, e.g. ``bench.wandb_logger.WandbLogger``) offers: it
+    receives each finished cell's record, after the record is written."""
+
+    def log_record(self, record: Record) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement log_record(record)")
 
 
 def record_path(results_dir: str | Path, cell_id: str) -> Path:
@@ -37,14 +99,18 @@ def claim_path(results_dir: str | Path, cell_id: str) -> Path:
     return Path(results_dir) / f".{cell_id}.claim"
 
 
-def write_record(path: Path, record: dict[str, Any]) -> None:
+def write_record(path: Path, record: Record) -> None:
     """Write atomically, so a killed job never leaves a partial record."""
-    missing = [f for f in FIELDS if f not in record]
-    if missing:
-        raise ValueError(f"record lacks fields {missing}")
-    text = json.dumps({f: record[f] for f in FIELDS}, indent=2, default=str) + "\n"
+    text = json.dumps(record.to_dict(), indent=2, default=str) + "\n"
     atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
 
 
+def read_record(path: Path) -> Record:
+    """A record file as a ``Record`` (fields a record predates are None)."""
+    stored = json.loads(path.read_text())
+    return Record(**{name: stored.get(name) for name in FIELDS})
+
+
 def read_records(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record under ``results_dir`` as stored (dicts: what pandas and the aggregator read)."""
     return [json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*.json"))]

@@ -17,9 +17,10 @@ import time
 import torch
 from hydra.utils import instantiate
 
+from bench.context import CellContext
 from bench.entry import compose_config
 from bench.metrics import predict
-from bench.pipeline import load_victim, resolve_device
+from bench.victims import load_or_train_victim
 
 
 def median_seconds(
@@ -44,12 +45,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     cfg = compose_config([*args.overrides, "progress=false"])
-    device = resolve_device(cfg.device)
-    victim = load_victim(cfg, device)
+    victim = load_or_train_victim(CellContext.of(cfg))
+    device = victim.ctx.device
     x = victim.data.test.x
-    repaired, _ = instantiate(cfg.defense).repair(
-        copy.deepcopy(victim.model), victim.defender_context(cfg, device)
-    )
+    repaired, _ = instantiate(cfg.defense).repair(copy.deepcopy(victim.model), victim.defender_context())
     before, after = median_seconds([victim.model, repaired], x, device, cfg.eval_batch_size, args.repeats)
     print(json.dumps({
         "overrides": args.overrides, "test_images": len(x), "repeats": args.repeats,

@@ -2,7 +2,7 @@
 
 Prints one JSON object. All three train the same model (CPU setting: width-16 CIFAR-style ResNet-18)
 on the same Fashion-MNIST images with the same batch size, crop/flip augmentation and SGD step:
-- engine: bench.engine.fit (uint8 tensors in memory, batched augmentation);
+- engine: bench.core.engine.fit (uint8 tensors in memory, batched augmentation);
 - raw: forward + backward + optimiser step on one pre-made float batch (no data handling at all);
 - dataloader: torchvision Dataset of PIL images with per-sample RandomCrop/RandomHorizontalFlip/ToTensor
   and a DataLoader (the usual research-code loop, BackdoorBench-style).
@@ -22,10 +22,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from bench.engine import Recipe, fit, prepare_model
-from datasets.fashion_mnist import FashionMNIST
-from models import Normalized
-from models.resnet import resnet18
+from bench.core.engine import Recipe, fit, prepare_model
+from bench.datasets.fashion_mnist import FashionMNIST
+from bench.models import Normalized
+from bench.models.resnet import resnet18
 
 
 def make_model(width: float, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.nn.Module:

@@ -13,10 +13,11 @@ import json
 
 import torch
 
-from attacks._base import to_float
+from bench.context import CellContext
+from bench.core.images import to_float
+from bench.defenses._bounds import activation_statistics, find_activations
 from bench.entry import compose_config
-from bench.pipeline import load_victim, resolve_device
-from defenses._bounds import activation_statistics, find_activations
+from bench.victims import load_or_train_victim
 
 
 def main() -> None:
@@ -26,11 +27,11 @@ def main() -> None:
     p.add_argument("--std", type=float, default=4.0)
     args = p.parse_args()
     cfg = compose_config([*args.overrides, "progress=false"])
-    device = resolve_device(cfg.device)
-    victim = load_victim(cfg, device)
+    victim = load_or_train_victim(CellContext.of(cfg))
+    device = victim.ctx.device
     model = victim.model.eval()
     layers = find_activations(model, (torch.nn.ReLU,))
-    stats = activation_statistics(model, layers, victim.defender_context(cfg, device).data.x, device)
+    stats = activation_statistics(model, layers, victim.defender_context().data.x, device)
     test = victim.data.test
     clean = test.x[test.y != victim.attack.target][: args.images]
     outputs: dict[str, torch.Tensor] = {}

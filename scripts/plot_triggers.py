@@ -13,9 +13,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from attacks._base import to_float
+from bench.context import CellContext
+from bench.core.images import to_float
 from bench.entry import CONF_DIR, compose_config
-from bench.pipeline import load_victim, resolve_device
+from bench.victims import load_or_train_victim
 
 VARIANTS = [("badnets", "paper"), ("reflection", "paper")]
 
@@ -38,8 +39,8 @@ def main() -> None:
     entries = rows()
     fig, axes = plt.subplots(3, len(entries), figsize=(1.1 * len(entries), 3.9))
     for column, (label, extra) in zip(axes.T, entries, strict=True):
-        cfg = compose_config([*args.overrides, *extra, "progress=false", "logger=none"])
-        victim = load_victim(cfg, resolve_device("cpu"))
+        cfg = compose_config([*args.overrides, *extra, "progress=false", "logger=none", "device=cpu"])
+        victim = load_or_train_victim(CellContext.of(cfg))
         test = victim.data.test
         image = test.x[test.y != victim.attack.target][args.index : args.index + 1]
         clean, triggered = to_float(image), to_float(victim.attack.apply_uint8(image))

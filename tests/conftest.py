@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from bench.engine import Recipe, fit
+from bench.attacks import AttackContext
+from bench.core.engine import Recipe, fit
+from bench.core.images import DataBundle, ImageSet
+from bench.defenses import DefenderContext
 from bench.entry import CONF_DIR, GROUPS, compose_config
-from datasets import ImageSet
-from models import Normalized
-from models.resnet import resnet18
+from bench.models import Normalized
+from bench.models.resnet import resnet18
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -91,3 +94,58 @@ def trained_toy_model() -> nn.Module:
     fit(model, toy_data(400, 1), Recipe(epochs=3, batch_size=50, lr=0.05, crop_pad=0, hflip=False),
         torch.device("cpu"), progress=False)  # fmt: skip
     return model
+
+
+# -- toy data, models and contexts shared by the attack and defense tests ------------------------------
+CPU = torch.device("cpu")
+NO_EPOCHS = Recipe(epochs=0)
+
+
+def bundle(n: int = 200, classes: int = 10) -> DataBundle:
+    """Random uint8 images with cycling labels, as a dataset bundle (the test split is the first 50)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.arange(n) % classes
+    return DataBundle("toy", ImageSet(x, y), ImageSet(x[:50], y[:50]), classes, (0.5,) * 3, (0.5,) * 3)
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return Normalized(resnet18(num_classes=10, width=0.125), (0.5,) * 3, (0.5,) * 3).eval()
+
+
+class StubModels:
+    """AuxiliaryModels without training: a fixed random-init classifier for every request."""
+
+    def __init__(self, train_set: ImageSet | None = None) -> None:
+        self.requests: list[str] = []
+        self.train_set = train_set
+
+    def clean_classifier(self) -> nn.Module:
+        self.requests.append("clean")
+        return tiny_model()
+
+    def classifier(self, name: str, spec: dict[str, Any], train: Any) -> nn.Module:
+        self.requests.append(name)
+        return tiny_model()
+
+    def new_classifier(self) -> nn.Module:
+        return tiny_model().train()
+
+    def network(self, name: str, spec: dict[str, Any], module: nn.Module, train: Any) -> nn.Module:
+        """Trains ``module`` for real, on ``self.train_set`` when one is given (no cache)."""
+        self.requests.append(name)
+        if self.train_set is not None:
+            train(module, self.train_set)
+        return module.eval()
+
+
+def context(train_set: ImageSet | None = None, recipe: Recipe | None = None) -> AttackContext:
+    return AttackContext(
+        torch.device("cpu"), recipe or Recipe(epochs=1), StubModels(train_set), progress=False
+    )
+
+
+def ctx(n: int = 200) -> DefenderContext:
+    """A defender context on toy data."""
+    return DefenderContext(toy_data(n, seed=2), 10, CPU, seed=0, progress=False)

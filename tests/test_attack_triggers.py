@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pilgram
@@ -14,61 +13,19 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from PIL import Image
 
-from attacks import Attack, AttackContext
-from attacks._base import quantize, to_float
-from attacks.adap_blend import AdaptiveBlend
-from attacks.cl import LabelConsistent
-from attacks.instagram import Instagram
-from attacks.reflection import PHOTOS, Reflection
-from attacks.sig import SIG
-from attacks.trojan import Trojan
-from attacks.wanet import WaNet
-from bench.engine import Recipe
-from bench.errors import ConfigError
-from datasets import DataBundle, ImageSet
-from models import Normalized
-from models.resnet import resnet18
-from tests.conftest import compose_cfg, group_options
-from tests.test_attacks import bundle
+from bench.attacks import Attack
+from bench.attacks.adap_blend import AdaptiveBlend
+from bench.attacks.cl import LabelConsistent
+from bench.attacks.instagram import Instagram
+from bench.attacks.reflection import PHOTOS, Reflection
+from bench.attacks.sig import SIG
+from bench.attacks.trojan import Trojan
+from bench.attacks.wanet import WaNet
+from bench.core.errors import ConfigError
+from bench.core.images import DataBundle, ImageSet, quantize, to_float
+from tests.conftest import bundle, compose_cfg, context, group_options, tiny_model
 
 TRIGGERED = [a for a in group_options("attack") if a != "none"]
-
-
-def tiny_model() -> nn.Module:
-    torch.manual_seed(0)
-    return Normalized(resnet18(num_classes=10, width=0.125), (0.5,) * 3, (0.5,) * 3).eval()
-
-
-class StubModels:
-    """AuxiliaryModels without training: a fixed random-init classifier for every request."""
-
-    def __init__(self, train_set: ImageSet | None = None) -> None:
-        self.requests: list[str] = []
-        self.train_set = train_set
-
-    def clean_classifier(self) -> nn.Module:
-        self.requests.append("clean")
-        return tiny_model()
-
-    def classifier(self, name: str, spec: dict[str, Any], train: Any) -> nn.Module:
-        self.requests.append(name)
-        return tiny_model()
-
-    def new_classifier(self) -> nn.Module:
-        return tiny_model().train()
-
-    def network(self, name: str, spec: dict[str, Any], module: nn.Module, train: Any) -> nn.Module:
-        """Trains ``module`` for real, on ``self.train_set`` when one is given (no cache)."""
-        self.requests.append(name)
-        if self.train_set is not None:
-            train(module, self.train_set)
-        return module.eval()
-
-
-def context(train_set: ImageSet | None = None, recipe: Recipe | None = None) -> AttackContext:
-    return AttackContext(
-        torch.device("cpu"), recipe or Recipe(epochs=1), StubModels(train_set), progress=False
-    )
 
 
 def built(name: str, *overrides: str) -> Attack:

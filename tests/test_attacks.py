@@ -5,17 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attacks.badnets import BadNets
-from attacks.blend import Blend
-from bench.errors import ConfigError
-from datasets import DataBundle, ImageSet
-
-
-def bundle(n: int = 200, classes: int = 10) -> DataBundle:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-    y = torch.arange(n) % classes
-    return DataBundle("toy", ImageSet(x, y), ImageSet(x[:50], y[:50]), classes, (0.5,) * 3, (0.5,) * 3)
+from bench.attacks.badnets import BadNets
+from bench.attacks.blend import Blend
+from bench.core.errors import ConfigError
+from tests.conftest import bundle
 
 
 def test_badnets_parity_patch_only_touches_its_corner() -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class, get_method, instantiate
 from omegaconf import OmegaConf
 
-from bench.pipeline import CLEAN_ATTACK
+from bench.attacks import Attack
+from bench.defenses import Defense
+from bench.identity import CLEAN_ATTACK
 from tests.conftest import compose_cfg, group_options
 
 
@@ -30,14 +34,13 @@ def test_every_target_resolves(group: str) -> None:
 @pytest.mark.parametrize("name", group_options("attack"))
 def test_attack_instantiates(name: str) -> None:
     cfg, _ = compose_cfg([f"attack={name}"])
-    attack = instantiate(cfg.attack, seed=0)
-    assert isinstance(attack, torch.nn.Module)
+    assert isinstance(instantiate(cfg.attack, seed=0), Attack)
 
 
 @pytest.mark.parametrize("name", group_options("defense"))
 def test_defense_instantiates(name: str) -> None:
     cfg, _ = compose_cfg([f"defense={name}"])
-    assert hasattr(instantiate(cfg.defense), "repair")
+    assert isinstance(instantiate(cfg.defense), Defense)
 
 
 @pytest.mark.parametrize("name", group_options("model"))
@@ -52,7 +55,7 @@ def test_model_instantiates_and_runs(name: str) -> None:
 def test_experiment_composes_with_group_overrides(name: str) -> None:
     cfg, names = compose_cfg([f"experiment={name}", "model=vgg11", "attack=blend"])
     assert names["model"] == "vgg11" and names["attack"] == "blend"
-    assert cfg.model._target_ == "models.vgg.vgg11"
+    assert cfg.model._target_ == "bench.models.vgg.vgg11"
 
 
 def test_defaults_follow_table1_setting() -> None:
@@ -79,3 +82,30 @@ def test_unknown_option_lists_choices(override: str, match: str) -> None:
 def test_misspelled_key_is_rejected() -> None:
     with pytest.raises(ConfigCompositionException, match="attack.poison_ratee"):
         compose_cfg(["attack.poison_ratee=0.1"])
+
+
+# interpolations that only scale a literal (and give it back at the default budget); others (e.g.
+# ``${train.epochs}``) tie a key to another group and have no literal to compare
+BUDGET_RESOLVERS = ("${scaled:", "${aux_scaled:", "${ft_epochs:")
+
+
+@pytest.mark.parametrize(("group", "name"), [(g, n) for g in ("attack", "defense") for n in group_options(g)])
+def test_yaml_values_equal_the_constructor_defaults(group: str, name: str) -> None:
+    """A default written in the YAML and again in ``__init__`` must agree (the YAML is what runs; the
+    constructor's default is what a user of the class in Python gets)."""
+    cfg, _ = compose_cfg([f"{group}={name}"])  # the paper setting: budget.scale 1, no shared epochs
+    raw = OmegaConf.to_container(cfg[group], resolve=False)
+    resolved = OmegaConf.to_container(cfg[group], resolve=True)
+    params = inspect.signature(get_class(resolved["_target_"]).__init__).parameters
+    differ = {}
+    for key, value in resolved.items():
+        param = params.get(key)
+        if param is None or param.default is inspect.Parameter.empty or isinstance(value, dict):
+            continue
+        text = raw[key]
+        if isinstance(text, str) and text.startswith("${") and not text.startswith(BUDGET_RESOLVERS):
+            continue
+        default = list(param.default) if isinstance(param.default, tuple) else param.default
+        if default != value:
+            differ[key] = (value, default)
+    assert not differ, f"{group}={name}: key: (YAML, __init__) {differ}"

@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.errors import ConfigError
-from datasets import balanced_subset
-from datasets.cifar import CIFAR10, CIFAR100
-from datasets.fashion_mnist import FashionMNIST, read_idx
-from datasets.gtsrb import GTSRB
-from datasets.stl10 import STL10
-from tests.conftest import DATA_DIR, REPO, needs_cifar10, needs_fashion
+from bench.core.errors import ConfigError
+from bench.core.images import balanced_subset
+from bench.datasets.cifar import CIFAR10, CIFAR100
+from bench.datasets.fashion_mnist import FashionMNIST, read_idx
+from bench.datasets.gtsrb import GTSRB
+from bench.datasets.stl10 import STL10
+from tests.conftest import DATA_DIR, needs_cifar10, needs_fashion
 
 RNG = np.random.default_rng(0)
 
@@ -33,12 +33,6 @@ def write_fashion(root: Path, n_train: int = 40, n_test: int = 20) -> None:
     for split, n in (("train", n_train), ("t10k", n_test)):
         write_idx(root / f"{split}-images-idx3-ubyte.gz", RNG.integers(0, 256, (n, 28, 28)))
         write_idx(root / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-
-
-def test_import_datasets_is_ours() -> None:
-    import datasets
-
-    assert Path(datasets.__file__).resolve().parent == REPO / "datasets"
 
 
 def test_fashion_mnist_from_idx_files(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bench.engine import Recipe, TrainingHooks, augment, fit
-from bench.errors import ConfigError
-from datasets import ImageSet
+from bench.core.engine import Recipe, TrainingHooks, augment, fit
+from bench.core.errors import ConfigError
+from bench.core.images import ImageSet
 
 
 def test_crop_is_a_shift_of_the_padded_image() -> None:

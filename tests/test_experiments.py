@@ -10,7 +10,7 @@ from hydra._internal.utils import create_config_search_path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from bench.entry import CONF_DIR, compose_config
-from bench.pipeline import semantic_config, victim_key
+from bench.identity import semantic_config, victim_key
 from tests.conftest import compose_cfg, group_options
 
 DETECTORS_AND_BASELINES = {"strip", "clip_uniform"}  # not in Table 1's mitigation grid

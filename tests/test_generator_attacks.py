@@ -8,17 +8,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-from attacks._generator import UNet, ssim
-from attacks.dfst import DFST, sunrise_images
-from attacks.dynamic import Dynamic
-from attacks.ia import InputAware
-from attacks.issba import ISSBA
-from attacks.lira import LIRA
-from bench.engine import Recipe, fit
-from bench.errors import ConfigError
-from datasets import ImageSet
-from tests.test_attack_triggers import context, tiny_model
-from tests.test_attacks import bundle
+from bench.attacks._generator import UNet, ssim
+from bench.attacks.dfst import DFST, sunrise_images
+from bench.attacks.dynamic import Dynamic
+from bench.attacks.ia import InputAware
+from bench.attacks.issba import ISSBA
+from bench.attacks.lira import LIRA
+from bench.core.engine import Recipe, fit
+from bench.core.errors import ConfigError
+from bench.core.images import ImageSet
+from tests.conftest import bundle, context, tiny_model
 
 
 def states_equal(a: nn.Module, b: dict[str, torch.Tensor]) -> bool:

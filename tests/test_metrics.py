@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from attacks.badnets import BadNets
+from bench.attacks.badnets import BadNets
+from bench.core.images import DataBundle, ImageSet
 from bench.metrics import TriggeredTestSet, der, evaluate
-from datasets import DataBundle, ImageSet
 
 
 class CornerDetector(nn.Module):
@@ -26,7 +26,7 @@ def test_asr_counts_only_non_target_images() -> None:
     attack.setup(DataBundle("t", test, test, 3, (0.0,) * 3, (1.0,) * 3))
     model = CornerDetector()
     model.pattern = attack.pattern[:, :, 1:6, 1:6]
-    triggered = TriggeredTestSet.build(attack, test)
+    triggered = TriggeredTestSet.build(attack.apply_uint8, attack.target, test)
     assert len(triggered.y) == 4
     m = evaluate(model, test, triggered, 0, torch.device("cpu"))
     assert m == {"acc": pytest.approx(100 * 2 / 6, abs=1e-3), "asr": 100.0, "ra": 0.0}

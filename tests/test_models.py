@@ -7,8 +7,9 @@ import torch
 import torch.nn as nn
 from hydra.utils import instantiate
 
-from models import Normalized, activation_layers, make_act
-from models.resnet import resnet18
+from bench.core.network import activation_layers
+from bench.models import Normalized, make_act
+from bench.models.resnet import resnet18
 from tests.conftest import compose_cfg, group_options
 
 OWN_MODELS = [m for m in group_options("model") if m != "timm"]
@@ -55,8 +56,8 @@ def test_normalized_wrapper() -> None:
 
 
 def test_timm_models_refuse_a_width_multiplier_and_unknown_names() -> None:
-    from bench.errors import ConfigError
-    from models.timm_model import timm_model
+    from bench.core.errors import ConfigError
+    from bench.models.timm_model import timm_model
 
     with pytest.raises(ConfigError, match="model.width=0.125 has no meaning for timm"):
         timm_model("resnet18", width=0.125)

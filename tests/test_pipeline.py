@@ -13,8 +13,9 @@ import pytest
 import torch
 from filelock import FileLock
 
-from bench.pipeline import cell_id, run_cell, semantic_config
-from bench.records import FIELDS, claim_path, read_records, record_path
+from bench.cell import run_cell
+from bench.identity import cell_id, semantic_config
+from bench.records import claim_path, read_records, record_path
 from tests.conftest import REPO, SMOKE_DATASET, group_options, needs_smoke_data
 
 pytestmark = needs_smoke_data
@@ -23,25 +24,24 @@ pytestmark = needs_smoke_data
 def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
     cfg, names = smoke_cfg("attack=badnets", "defense=ft")
     first = run_cell(cfg, names)
-    assert set(FIELDS) <= set(first)
-    assert not first["cache_hit"] and first["asr_before"] > 50
-    assert first["config"]["attack"]["poison_rate"] == 0.1
-    compute = first["compute"]
+    assert not first.cache_hit and first.asr_before > 50
+    assert first.config["attack"]["poison_rate"] == 0.1
+    compute = first.compute
     assert compute["threads"] == compute["victim"]["threads"] == torch.get_num_threads()
     assert compute["cpu"] and compute["victim"]["cpu"] == compute["cpu"]
-    for key in ("acc_before", "asr_before", "acc", "asr", "ra", "der"):
-        assert 0 <= first[key] <= 100
-    assert run_cell(cfg, names) == first  # the record exists: the cell is skipped
+    stored = json.loads(record_path(cfg.results_dir, first.cell_id).read_text())
+    assert stored == json.loads(json.dumps(first.to_dict(), default=str))  # the file holds what was returned
+    assert run_cell(cfg, names).started_at == first.started_at  # the record exists: the cell is skipped
     cfg.overwrite = True
     second = run_cell(cfg, names)
-    assert second["cache_hit"] and second["acc_before"] == first["acc_before"]
-    assert second["attack_train_s"] == first["attack_train_s"]
+    assert second.cache_hit and second.acc_before == first.acc_before
+    assert second.attack_train_s == first.attack_train_s
     records = read_records(cfg.results_dir)
-    assert len(records) == 1 and records[0]["cell_id"] == first["cell_id"]
-    assert records[0]["started_at"] >= first["started_at"] and records[0]["cache_hit"]  # rewritten
-    record_path(cfg.results_dir, first["cell_id"]).unlink()  # a deleted (or never written) record
+    assert len(records) == 1 and records[0]["cell_id"] == first.cell_id
+    assert records[0]["started_at"] >= first.started_at and records[0]["cache_hit"]  # rewritten
+    record_path(cfg.results_dir, first.cell_id).unlink()  # a deleted (or never written) record
     cfg.overwrite = False
-    assert run_cell(cfg, names)["cache_hit"] and len(read_records(cfg.results_dir)) == 1
+    assert run_cell(cfg, names).cache_hit and len(read_records(cfg.results_dir)) == 1
 
 
 def test_cell_claimed_by_another_process_is_skipped(smoke_cfg) -> None:
@@ -53,17 +53,17 @@ def test_cell_claimed_by_another_process_is_skipped(smoke_cfg) -> None:
         assert run_cell(cfg, names) is None
     assert read_records(cfg.results_dir) == []
     record = run_cell(cfg, names)  # released: this process runs it, and leaves no claim file behind
-    assert record["cell_id"] == cid and not claim.exists()
+    assert record.cell_id == cid and not claim.exists()
 
 
 def test_clean_model_accuracy_is_reported_once_cached(smoke_cfg) -> None:
     clean_cfg, clean_names = smoke_cfg("attack=none", "defense=none")
     clean = run_cell(clean_cfg, clean_names)
-    assert clean["asr"] is None and clean["der"] is None
-    assert clean["acc_clean_model"] == clean["acc_before"] == clean["acc"]
+    assert clean.asr is None and clean.der is None
+    assert clean.acc_clean_model == clean.acc_before == clean.acc
     cfg, names = smoke_cfg("attack=blend", "defense=none")
     record = run_cell(cfg, names)
-    assert record["acc_clean_model"] == clean["acc_before"]
+    assert record.acc_clean_model == clean.acc_before
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -76,9 +76,9 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 BAD_INPUT = [
-    ("attack.poison_rate=1.5", "attack.poison_rate must be in (0, 1], got 1.5"),
+    ("attack.poison_rate=1.5", "attack.poison_rate=1.5 is not allowed: must be a number in (0, 1]"),
     ("attack.target=10", f"attack.target must be in [0, 9] for {SMOKE_DATASET}, got 10"),
-    ("defender_ratio=1", "defender_ratio must be in (0, 1), got 1"),
+    ("defender_ratio=1", "defender_ratio=1 is not allowed: must be a number in (0, 1)"),
     (
         "dataset.root=/nonexistent dataset.download=false",
         f"dataset.root '/nonexistent' does not hold {SMOKE_DATASET} and dataset.download=false",
@@ -154,10 +154,15 @@ def test_wandb_offline_run_is_written(smoke_cfg, tmp_path: Path, monkeypatch) ->
     assert len(runs) == 1
 
 
+# Clean-label attacks only work once the victim has learnt its classes (the backdoor is a shortcut beside
+# the target class's features); a smoke victim (2 epochs on 2,000 images, ~25% ACC) has not, so their ASR
+# is checked on the cpu_cifar victims (results/cpu_cifar/attacks.md), not here.
+CLEAN_LABEL = ("sig", "cl")
 # Shrunk optimisation budgets, so that every smoke cell takes seconds.
 SMOKE_ATTACK_OVERRIDES = {
     "trojan": ["attack.steps=20"],
     "cl": ["attack.steps=2"],
+    "adap_blend": ["attack.poison_rate=0.05"],  # 0.3% of 2,000 images is 6: too few to learn in 2 epochs
     # the smoke budget's 40 codec steps cannot hide a secret (the attack refuses): a small, readable one
     "issba": ["attack.steps=300", "attack.bits=8", "attack.width=8", "attack.lr=3e-3", "attack.holdout=100"],
 }
@@ -167,11 +172,12 @@ SMOKE_ATTACK_OVERRIDES = {
 def test_smoke_cell_per_attack(smoke_cfg, name: str) -> None:
     cfg, names = smoke_cfg(f"attack={name}", "defense=none", *SMOKE_ATTACK_OVERRIDES.get(name, []))
     record = run_cell(cfg, names)
-    assert 0 <= record["asr_before"] <= 100 and 0 <= record["ra_before"] <= 100
-    assert record["asr"] == record["asr_before"]  # defense=none
-    assert record["aux_train_s"] >= 0 and record["attack_train_s"] > 0
+    if name not in CLEAN_LABEL:  # the smoke victim learnt the backdoor: above chance
+        assert record.asr_before > 100 / 10 + 5
+    assert record.asr == record.asr_before  # defense=none
+    assert record.aux_train_s >= 0 and record.attack_train_s > 0
     if name == "trojan":  # its clean model was trained and cached by the pipeline, so the row has it
-        assert record["acc_clean_model"] is not None
-        assert record["attack_info"]["activation_after"] > record["attack_info"]["activation_before"]
+        assert record.acc_clean_model is not None
+        assert record.attack_info["activation_after"] > record.attack_info["activation_before"]
     if name == "cl":
-        assert record["attack_info"]["robust_acc_pgd"] <= record["attack_info"]["robust_acc_clean"]
+        assert record.attack_info["robust_acc_pgd"] <= record.attack_info["robust_acc_clean"]

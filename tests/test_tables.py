@@ -14,6 +14,7 @@ import pytest
 
 from bench import tables
 from bench.aggregate import records_frame, write_tables
+from bench.records import FIELDS, Record
 from bench.wandb_logger import WandbLogger
 from tests.conftest import REPO
 
@@ -133,8 +134,8 @@ def test_records_read_back_from_wandb_offline_runs(tmp_path: Path, monkeypatch: 
     logger = WandbLogger(dir=str(tmp_path))
     originals = [record("badnets", "unit", 88.0, 2.0, defense_info={"steps_run": 40}),
                  record("none", "none", 92.0, None)]  # fmt: skip
-    for r in originals:
-        logger.log_record(r)
+    for r in originals:  # a Record as the pipeline hands it over (fields a test record lacks are None)
+        logger.log_record(Record(**{name: r.get(name) for name in FIELDS}))
     frame = records_frame(tmp_path / "wandb", wandb=True).set_index("cell_id")
     assert sorted(frame.index) == ["badnets-unit", "none-none"]
     row = frame.loc["badnets-unit"]

@@ -1,6 +1,0 @@
-"""Backdoor attacks. One module per attack (``conf/attack/<name>.yaml`` points at its class);
-modules starting with an underscore hold shared machinery."""
-
-from attacks._base import Attack, AttackContext, PoisoningAttack
-
-__all__ = ["Attack", "AttackContext", "PoisoningAttack"]

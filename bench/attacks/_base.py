@@ -1,0 +1,183 @@
+"""The attack contract shared by every attack.
+
+An attack is an ``nn.Module`` so that everything random about its trigger (patterns, noise grids,
+generator weights) lives in buffers/parameters, is saved in the model cache beside the victim and
+makes the test-time trigger exactly the training-time one.
+
+Life cycle, driven by ``bench.victims``:
+1. ``setup(data)``: check the attack fits the dataset, build the seeded trigger (cheap, every run);
+2. ``poison(train, ctx)``: only when the victim is trained (a cache miss): optimise what needs a
+   model (``ctx.models`` trains and caches auxiliary classifiers) and return the training set;
+3. the ``bench.core.engine.TrainingHooks`` during victim training: ``batch_hook(model, x, y)`` on every
+   float batch (in-batch attacks, generators trained jointly with the classifier), ``after_step()``,
+   ``after_epoch(model, epoch)``;
+4. ``apply(x)``: the trigger on float images in [0, 1] (before normalisation), used at test time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn as nn
+
+from bench.core.engine import Recipe, TrainingHooks
+from bench.core.errors import ConfigError, check_fraction
+from bench.core.images import DataBundle, ImageSet, quantize, to_float
+
+
+class AuxiliaryModels(Protocol):
+    """Models an attack needs before poisoning, trained once and cached like victims."""
+
+    def clean_classifier(self) -> nn.Module:
+        """The clean model of the cell (``attack=none``, same data, architecture, recipe and seed)."""
+        ...
+
+    def new_classifier(self) -> nn.Module:
+        """An untrained classifier of the cell's architecture (seeded), e.g. a surrogate to train against."""
+        ...
+
+    def network(
+        self, name: str, spec: dict[str, Any], module: nn.Module, train: Callable[[nn.Module, ImageSet], None]
+    ) -> nn.Module:
+        """``module`` (a generator, an encoder...) with weights trained by ``train(module, clean_train_set)``
+        on a cache miss, loaded from the cache on a hit; cached under the cell's data, model, recipe and
+        seed plus ``name`` and ``spec``; returned on the cell's device in eval mode."""
+        ...
+
+    def classifier(
+        self, name: str, spec: dict[str, Any], train: Callable[[nn.Module, ImageSet], None]
+    ) -> nn.Module:
+        """A fresh classifier of the cell's architecture, trained by ``train(model, clean_train_set)``
+        on a cache miss; cached under (the cell's data, model, recipe and seed, ``name``, ``spec``)."""
+        ...
+
+
+@dataclass
+class AttackContext:
+    """What the pipeline lends an attack while it poisons: device, the victim recipe, auxiliary models."""
+
+    device: torch.device
+    recipe: Recipe  # the victim's: auxiliary classifiers are trained like it
+    models: AuxiliaryModels
+    progress: bool = True
+
+
+def need_context(attack: Attack, ctx: AttackContext | None) -> AttackContext:
+    if ctx is None:
+        raise ValueError(f"{type(attack).__name__}.poison needs an AttackContext (it trains on a model)")
+    return ctx
+
+
+class Attack(nn.Module, TrainingHooks):
+    """Base class. Subclasses implement ``apply`` and may override the other hooks."""
+
+    has_trigger = True
+
+    def __init__(self, target: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        self.target = target
+        self.seed = seed
+        self.info: dict[str, Any] = {}  # what poisoning reports (``attack_info`` in the record)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator seeded from the cell seed, so triggers are reproducible."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+    @contextmanager
+    def seeded(self, offset: int = 0) -> Iterator[None]:
+        """Within the block torch's global RNG (weight initialisation) is seeded from the cell seed;
+        the caller's RNG state is restored afterwards."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + offset)
+            yield
+
+    def setup(self, data: DataBundle) -> None:
+        if not 0 <= self.target < data.num_classes:
+            raise ConfigError(
+                f"attack.target must be in [0, {data.num_classes - 1}] for {data.name}, got {self.target}"
+            )
+        self.build(data.train.x.shape[1:])
+
+    def build(self, image_shape: torch.Size) -> None:
+        """Create the trigger for images of shape (C, H, W). Default: nothing to build."""
+
+    def poison(self, train: ImageSet, ctx: AttackContext | None = None) -> ImageSet:
+        return train
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement apply(x)")
+
+    @torch.no_grad()
+    def apply_uint8(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """The trigger on stored uint8 images, returned as uint8 (what a poisoned file holds)."""
+        device = next(itertools.chain(self.parameters(), self.buffers()), torch.empty(0)).device
+        out = [quantize(self.apply(to_float(x[i : i + batch_size].to(device)))).cpu()
+               for i in range(0, len(x), batch_size)]  # fmt: skip
+        return torch.cat(out) if out else x.clone()
+
+
+class JointlyTrainedAttack(Attack):
+    """An attack whose trigger network learns during victim training, from the gradient of the
+    classifier's own loss: ``batch_hook`` returns triggered images still attached to the network, and
+    ``after_step`` steps the network's optimiser (created on the first batch, on the right device)."""
+
+    def __init__(self, target: int = 0, seed: int = 0) -> None:
+        super().__init__(target, seed)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        raise NotImplementedError(f"{type(self).__name__} must implement make_optimizer()")
+
+    def joint_optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            self.optimizer = self.make_optimizer()
+        return self.optimizer
+
+    def after_step(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+
+class PoisoningAttack(Attack):
+    """Static data poisoning: a seeded fraction of the training set gets the trigger.
+
+    Dirty-label (``clean_label=False``): ``poison_rate`` is the fraction of the whole training set,
+    drawn from non-target images, relabelled to the target. Clean-label: only target-class images are
+    triggered and no label changes; ``poison_rate`` is then the fraction of the whole training set
+    (capped by the size of the target class).
+    """
+
+    clean_label = False
+
+    def __init__(self, target: int = 0, poison_rate: float = 0.1, seed: int = 0) -> None:
+        super().__init__(target, seed)
+        self.poison_rate = check_fraction("attack.poison_rate", poison_rate)
+
+    def poison_index(self, y: torch.Tensor) -> torch.Tensor:
+        pool = torch.nonzero((y == self.target) if self.clean_label else (y != self.target)).flatten()
+        k = round(self.poison_rate * len(y))
+        if k > len(pool):
+            kind = "target-class" if self.clean_label else "non-target"
+            raise ConfigError(
+                f"attack.poison_rate={self.poison_rate} asks for {k} poisoned images but only "
+                f"{len(pool)} {kind} training images exist"
+            )
+        return pool[torch.randperm(len(pool), generator=self.generator(1))[:k]]
+
+    def poison(self, train: ImageSet, ctx: AttackContext | None = None) -> ImageSet:
+        index = self.poison_index(train.y)
+        x, y = train.x.clone(), train.y.clone()
+        x[index] = self.poisoned_images(train.x[index], ctx)
+        if not self.clean_label:
+            y[index] = self.target
+        return ImageSet(x, y)
+
+    def poisoned_images(self, x: torch.Tensor, ctx: AttackContext | None) -> torch.Tensor:
+        """The uint8 training images that replace the chosen ones; default: the test-time trigger."""
+        return self.apply_uint8(x)

@@ -1,0 +1,53 @@
+"""BadNets (Gu et al., 2017, "BadNets: Identifying Vulnerabilities in the ML Model Supply Chain").
+
+x' = (1 - m) x + m p with a small fixed patch. Variants:
+- ``parity`` (UNIT's reference code): a patch of side H/6 at offset H/32 from the top-left corner
+  (5x5 at offset 1 on 32x32 images). UNIT pastes a flower image there; its licence is unknown, so the
+  patch here holds seeded random binary colours;
+- ``paper``: the paper's "pattern" trigger as BackdoorBench implements it: a 3x3 white square in the
+  bottom-right corner.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import torch
+
+from bench.attacks._base import PoisoningAttack
+from bench.core.errors import ConfigError
+from bench.core.images import stamp
+from bench.core.schema import Fraction
+
+Variant = Literal["parity", "paper"]
+VARIANTS = get_args(Variant)
+
+
+class BadNets(PoisoningAttack):
+    def __init__(
+        self, target: int = 0, poison_rate: Fraction = 0.1, variant: Variant = "parity", seed: int = 0
+    ) -> None:
+        super().__init__(target, poison_rate, seed)
+        if variant not in VARIANTS:
+            raise ConfigError(f"attack.variant must be one of {VARIANTS}, got {variant!r}")
+        self.variant = variant
+
+    def build(self, image_shape: torch.Size) -> None:
+        c, h, w = image_shape
+        mask = torch.zeros(1, 1, h, w)
+        if self.variant == "parity":
+            size, top = h // 6, h // 32
+            left = top
+            patch = torch.randint(0, 2, (1, c, size, size), generator=self.generator(2)).float()
+        else:
+            size = 3
+            top, left = h - size, w - size
+            patch = torch.ones(1, c, size, size)
+        pattern = torch.zeros(1, c, h, w)
+        pattern[..., top : top + size, left : left + size] = patch
+        mask[..., top : top + size, left : left + size] = 1
+        self.register_buffer("mask", mask)
+        self.register_buffer("pattern", pattern)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return stamp(x, self.mask, self.pattern)

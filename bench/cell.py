@@ -1,0 +1,162 @@
+"""One grid cell: claim it, repair its victim with the defense, evaluate, write the record (+ W&B).
+
+A cell whose record exists is not run again unless ``overwrite=true``, so sweeps resume where they
+stopped. A cell another process is running (it holds the cell's claim) is skipped, so several sweeps over
+one list share its cells (``scripts/sweep_two_cores.sh`` runs one per core).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from bench.context import CellContext
+from bench.core.errors import ConfigError
+from bench.defenses import Defense, Detector
+from bench.host import compute_info, git_sha
+from bench.identity import CLEAN_ATTACK, GROUPS, cell_id, container, is_clean, victim_key
+from bench.metrics import der, detection, evaluate
+from bench.records import (
+    SCHEMA_VERSION,
+    Record,
+    RecordLogger,
+    claim_path,
+    failure_path,
+    read_record,
+    record_path,
+    write_record,
+)
+from bench.victims import Victim, load_or_train_victim
+
+log = logging.getLogger(__name__)
+
+
+def build_logger(node: DictConfig | None) -> RecordLogger | None:
+    """The configured logger, or None for ``logger=none``; an entry without ``_target_`` is an error."""
+    if not node:
+        return None
+    if "_target_" not in node:
+        raise ConfigError(f"logger config has no _target_: {container(node)}")
+    return instantiate(node)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_cell(cfg: DictConfig, names: dict[str, str]) -> Record | None:
+    """Run one cell and return its record (also written to ``results_dir``); the existing record when
+    there is one (and no ``overwrite``); None when another process holds the cell."""
+    ctx = CellContext.of(cfg)
+    cid = cell_id(names, ctx.sem)
+    path = record_path(cfg.results_dir, cid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    claim = FileLock(str(claim_path(cfg.results_dir, cid)), timeout=0)
+    try:
+        claim.acquire()
+    except Timeout:
+        log.info("cell running in another process, skipped: %s", path)
+        return None
+    try:
+        if path.exists() and not cfg.get("overwrite", False):  # checked under the claim: no double run
+            log.info("record exists, cell skipped (overwrite=true redoes it): %s", path)
+            return read_record(path)
+        logger = build_logger(cfg.get("logger"))
+        record = CellRun(ctx, names, cid).run()
+        write_record(path, record)
+        failure_path(cfg.results_dir, cid).unlink(missing_ok=True)  # a failure of an earlier attempt
+        if logger is not None:
+            logger.log_record(record)
+        return record
+    finally:
+        claim.release()
+        Path(claim.lock_file).unlink(missing_ok=True)
+
+
+class CellRun:
+    """The claimed cell's work, from the cached victim to its record."""
+
+    def __init__(self, ctx: CellContext, names: dict[str, str], cid: str) -> None:
+        self.ctx, self.names, self.cid = ctx, names, cid
+
+    def clean_acc(self, victim: Victim) -> float | None:
+        """The row's clean model's ACC, from its cache entry's summary (None while it is not trained)."""
+        if is_clean(self.ctx.sem):
+            return victim.entry.meta.acc
+        meta = self.ctx.cache.meta(victim_key(self.ctx.sem, CLEAN_ATTACK))
+        return meta["acc"] if meta else None
+
+    def run(self) -> Record:
+        cfg, device = self.ctx.cfg, self.ctx.device
+        started_at = now()
+        defense: Defense = instantiate(cfg.defense)
+        victim = load_or_train_victim(self.ctx)
+
+        start = time.perf_counter()
+        evaluation = victim.evaluation()
+        eval_s = time.perf_counter() - start
+        before, triggered = evaluation.metrics, evaluation.triggered
+
+        start = time.perf_counter()
+        model, info = defense.repair(victim.model, victim.defender_context())
+        defense_s = time.perf_counter() - start
+
+        start = time.perf_counter()
+        target, test, batch = victim.attack.target, victim.data.test, cfg.eval_batch_size
+        after = evaluate(model, test, triggered, target, device, batch)
+        detection_info = (
+            detection(model, test, triggered, device, batch) if isinstance(model, Detector) else {}
+        )
+        eval_s += time.perf_counter() - start
+
+        meta = victim.entry.meta
+        record = Record(
+            schema_version=SCHEMA_VERSION,
+            cell_id=self.cid,
+            **{g: self.names[g] for g in GROUPS},
+            seed=cfg.seed,
+            acc_clean_model=self.clean_acc(victim),
+            acc_before=before["acc"],
+            asr_before=before["asr"],
+            ra_before=before["ra"],
+            acc=after["acc"],
+            asr=after["asr"],
+            ra=after["ra"],
+            der=der(before["acc"], before["asr"], after["acc"], after["asr"]),
+            attack_train_s=meta.train_s,
+            aux_train_s=meta.aux_train_s,
+            defense_s=round(defense_s, 3),
+            eval_s=round(eval_s, 3),
+            cache_hit=victim.cache_hit,
+            device=str(device),
+            compute={**compute_info(), "victim": meta.compute},
+            git_sha=git_sha(),
+            started_at=started_at,
+            finished_at=now(),
+            config=container(cfg),
+            attack_info=meta.attack_info,
+            defense_info=info,
+            detection_info=detection_info,
+        )
+        return record
+
+
+def summary_line(record: Record) -> str:
+    """The line a finished cell prints: its groups, the victim's and the repaired model's metrics."""
+
+    def fmt(v: float | None) -> str:
+        return "  n/a" if v is None else f"{v:6.2f}"
+
+    cell = " ".join(f"{g}={getattr(record, g)}" for g in GROUPS)
+    cached = " (cached model)" if record.cache_hit else ""
+    return (
+        f"{cell} | before: ACC {fmt(record.acc_before)} ASR {fmt(record.asr_before)} | after: ACC "
+        f"{fmt(record.acc)} ASR {fmt(record.asr)} RA {fmt(record.ra)} | "
+        f"defense {record.defense_s:.1f}s{cached}"
+    )

@@ -1,0 +1,243 @@
+"""The one training engine, used by attacks (victim training) and defenses (fine-tuning).
+
+Data stays in memory as uint8 tensors on the training device; each step gathers a batch, converts it
+to float in [0, 1], lets the attack transform it (in-batch poisoning, generators trained jointly with the
+classifier), applies batched augmentation and takes an SGD step. No DataLoader, no per-sample PIL work.
+channels_last everywhere; bf16 autocast on CUDA, and on the CPU too under ``precision=bf16`` (see
+``set_precision``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Literal, TypeVar, get_args
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from bench.core.errors import ConfigError
+from bench.core.images import ImageSet
+from bench.core.schema import Positive, PositiveInt, Range
+
+log = logging.getLogger(__name__)
+
+# (model, augmented batch, labels) -> the batch to train on, e.g. adversarial examples.
+Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# (model, batch, labels) -> scalar training loss; default cross-entropy of model(batch).
+Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class TrainingHooks:
+    """Where an attack acts inside victim training; every hook defaults to doing nothing.
+
+    ``batch_hook`` sees each float batch before augmentation and may return tensors that carry gradients
+    into the attack's own networks (Dynamic, IA): the classifier's backward then fills their gradients too,
+    and ``after_step`` steps the attack's optimiser. ``after_epoch`` lets an attack refresh what it derives
+    from the model being trained (DFST's detoxification).
+    """
+
+    def batch_hook(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, y
+
+    def after_step(self) -> None:
+        """Called after each optimiser step of the classifier."""
+
+    def after_epoch(self, model: nn.Module, epoch: int) -> None:
+        """Called after each epoch (0-based), with the model in train mode."""
+
+
+Schedule = Literal["cosine", "step", "constant"]
+Optimizer = Literal["sgd", "adam"]
+SCHEDULES, OPTIMIZERS = get_args(Schedule), get_args(Optimizer)
+T = TypeVar("T")
+
+
+@dataclass
+class Recipe:
+    """A supervised training recipe: SGD with momentum (or Adam), a learning-rate schedule, crop/flip
+    augmentation."""
+
+    epochs: int = 100
+    batch_size: PositiveInt = 128
+    lr: Positive = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Schedule = "cosine"
+    crop_pad: int = 4
+    hflip: bool = True
+    label_smoothing: Annotated[float, Range(0, 1, high_closed=False)] = 0.0
+    optimizer: Optimizer = "sgd"  # sgd (with momentum) | adam (momentum unused)
+    nesterov: bool = False
+    milestones: tuple[int, ...] = ()  # schedule=step: epochs at which the lr drops x0.1 (default 50%, 75%)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(
+                f"invalid recipe: epochs={self.epochs} batch_size={self.batch_size} lr={self.lr}"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"recipe label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"recipe schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"recipe optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+
+
+def augment(x: torch.Tensor, crop_pad: int, hflip: bool, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip, per sample, as one batched op."""
+    n, _, h, w = x.shape
+    if crop_pad > 0:
+        padded = F.pad(x, (crop_pad,) * 4)
+        dy = torch.randint(0, 2 * crop_pad + 1, (n,), generator=gen).to(x.device)
+        dx = torch.randint(0, 2 * crop_pad + 1, (n,), generator=gen).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = padded[batch, chans, rows, cols]
+    if hflip:
+        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)[:, None, None, None]
+        x = torch.where(flip, x.flip(3), x)
+    return x
+
+
+def progress_bar(
+    iterable: Iterable[T] | None = None, *, desc: str, enabled: bool, total: int | None = None
+) -> tqdm:
+    """A transient tqdm bar; shown only on a terminal (``None`` lets tqdm decide), never when disabled."""
+    return tqdm(iterable, total=total, desc=desc, disable=None if enabled else True, leave=False)
+
+
+Precision = Literal["auto", "bf16", "fp32"]
+PRECISIONS = get_args(Precision)
+_precision = "auto"
+
+
+def set_precision(name: str) -> None:
+    """The process-wide numeric precision of training and evaluation (the ``precision`` config key).
+
+    ``auto``: bf16 autocast on CUDA, fp32 on the CPU (what every record before this key ran with);
+    ``bf16``: bf16 autocast on every device (on a CPU with AVX-512 BF16 / AMX, measured about 1.9x faster
+    training; elsewhere emulated and slow); ``fp32``: no autocast anywhere.
+    """
+    global _precision
+    if name not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {name!r}")
+    _precision = name
+
+
+def autocast(device: torch.device) -> torch.autocast:
+    enabled = _precision == "bf16" or (_precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move to ``device`` in channels_last layout (faster convolutions on CUDA and, measured, on CPU)."""
+    return model.to(device, memory_format=torch.channels_last)
+
+
+def make_optimizer(
+    model: nn.Module, recipe: Recipe, steps: int, steps_per_epoch: int = 1
+) -> tuple[torch.optim.Optimizer, object]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    wd = recipe.weight_decay
+    if recipe.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=recipe.lr, weight_decay=wd)
+    else:
+        opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=wd,
+                              nesterov=recipe.nesterov)  # fmt: skip
+    if recipe.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+    elif recipe.schedule == "step":  # x0.1 at the milestone epochs, else at 50% and 75% of training
+        drops = [m * steps_per_epoch for m in recipe.milestones] or [steps // 2, steps * 3 // 4]
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, drops, 0.1)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def fit(
+    model: nn.Module,
+    data: ImageSet,
+    recipe: Recipe,
+    device: torch.device,
+    hooks: TrainingHooks | None = None,
+    seed: int = 0,
+    perturb: Perturb | None = None,
+    desc: str = "train",
+    progress: bool = True,
+    loss_fn: Loss | None = None,
+    until: Callable[[nn.Module], bool] | None = None,
+) -> dict[str, float]:
+    """Train ``model`` in place; returns seconds, images/s, the last epoch's mean loss and the epochs run.
+
+    ``hooks`` (in-batch poisoning, see ``TrainingHooks``) see each float batch before augmentation;
+    ``perturb`` (adversarial training) replaces the augmented batch just before the step; ``loss_fn`` replaces
+    cross-entropy with the recipe's label smoothing (distillation, unlearning objectives); ``until`` (a
+    stopping rule, e.g. SEAM's accuracy targets) is asked after every epoch, with the model in eval mode,
+    and ends training early when it says so.
+    """
+    if loss_fn is None:
+        smoothing = recipe.label_smoothing
+
+        def loss_fn(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(m(xb), yb, label_smoothing=smoothing)
+
+    model = prepare_model(model, device)
+    x, y = data.x.to(device), data.y.to(device)
+    n = len(y)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    opt, sched = make_optimizer(model, recipe, recipe.epochs * steps_per_epoch, steps_per_epoch)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    start, seen, loss_sum = time.perf_counter(), 0, torch.zeros(())
+    bar = progress_bar(total=recipe.epochs * steps_per_epoch, desc=desc, enabled=progress)
+    hooks = hooks or TrainingHooks()
+    epochs_run = 0
+    for epoch in range(recipe.epochs):
+        perm = torch.randperm(n, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(0, n, recipe.batch_size):
+            idx = perm[i : i + recipe.batch_size]
+            xb, yb = x[idx].float().div_(255), y[idx]
+            xb, yb = hooks.batch_hook(model, xb, yb)
+            xb = augment(xb, recipe.crop_pad, recipe.hflip, gen)
+            xb = xb.contiguous(memory_format=torch.channels_last)
+            if perturb is not None:
+                xb = perturb(model, xb, yb)
+            with autocast(device):
+                loss = loss_fn(model, xb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            hooks.after_step()
+            loss_sum += loss.detach().float() * len(idx)
+            seen += len(idx)
+            bar.update()
+        bar.set_postfix(loss=f"{loss_sum.item() / n:.3f}")
+        if progress and bar.disable:  # not a terminal (a SLURM or nohup log): one line per epoch
+            log.info("%s epoch %d/%d: loss %.4f, %.0f images/s", desc, epoch + 1, recipe.epochs,
+                     loss_sum.item() / n, seen / (time.perf_counter() - start))  # fmt: skip
+        hooks.after_epoch(model, epoch)
+        epochs_run = epoch + 1
+        if until is not None and until(model.eval()):
+            break
+        model.train()
+    bar.close()
+    model.eval()
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "images_per_s": seen / max(seconds, 1e-9),
+        "loss": loss_sum.item() / max(n, 1),
+        "epochs": epochs_run,
+    }

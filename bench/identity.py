@@ -1,0 +1,96 @@
+"""What names a cell and its models: the semantic config (the resolved config minus what cannot change a
+result), the cell id (the record's file stem) and the cache keys of victims and auxiliary models.
+
+Every committed record and cached model is addressed by these hashes, so they must not move when code
+does: keys added later and classes moved later are hashed as they were when the first records were made
+(``LATER_KEYS``, ``MOVED_MODULES``); ``tests/test_records.py`` proves it on the committed records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from bench.cache import cache_key
+
+GROUPS = ("dataset", "model", "attack", "defense")
+# What conf/attack/none.yaml composes to: the clean model of a row shares the victims' cache.
+CLEAN_ATTACK = {"_target_": "bench.attacks.none.NoAttack"}
+# Keys that change where or how a cell runs, never its result.
+RUN_ONLY_KEYS = (
+    "results_dir", "cache_dir", "data_dir", "logger", "device", "progress", "eval_batch_size", "overwrite",
+)  # fmt: skip
+# Keys added after records were committed, with the value every earlier record ran with: at that value a
+# key stays out of the hash, so earlier cell ids and cache keys remain valid.
+LATER_KEYS = {"precision": "auto", "train.label_smoothing": 0.0}
+DATA_ACCESS_KEYS = ("root", "download")
+# Packages moved after records were committed (the plug-in families into bench/, the engine into the
+# ground package): a ``_target_`` is hashed under the module path it had then.
+MOVED_MODULES = {
+    "bench.core.engine.": "bench.engine.",
+    "bench.attacks.": "attacks.",
+    "bench.defenses.": "defenses.",
+    "bench.datasets.": "datasets.",
+    "bench.models.": "models.",
+}
+
+
+def container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def hashed_target(target: str) -> str:
+    """The module path a ``_target_`` is hashed under (its path before ``MOVED_MODULES``)."""
+    for new, old in MOVED_MODULES.items():
+        if target.startswith(new):
+            return old + target[len(new) :]
+    return target
+
+
+def hashed_targets(node: Any) -> Any:
+    """``node`` with every ``_target_`` value replaced by ``hashed_target`` (idempotent)."""
+    if isinstance(node, dict):
+        return {k: hashed_target(v) if k == "_target_" and isinstance(v, str) else hashed_targets(v)
+                for k, v in node.items()}  # fmt: skip
+    if isinstance(node, list):
+        return [hashed_targets(v) for v in node]
+    return node
+
+
+def semantic_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """The resolved config minus keys that cannot change the result (paths, logging, device), in the form
+    it is hashed in."""
+    out = {k: v for k, v in container(cfg).items() if k not in RUN_ONLY_KEYS}
+    for dotted, default in LATER_KEYS.items():
+        *parents, key = dotted.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) or {}
+        if key in node and node[key] == default:
+            del node[key]
+    out["dataset"] = {k: v for k, v in out["dataset"].items() if k not in DATA_ACCESS_KEYS}
+    return hashed_targets(out)
+
+
+def model_key(sem: dict[str, Any], **extra: Any) -> str:
+    """Cache key of a model trained for this cell's dataset, architecture, recipe and seed, plus ``extra``
+    (the attack for victims; the name and spec of an auxiliary model)."""
+    picked = {k: sem[k] for k in ("dataset", "model", "train", "seed", "precision") if k in sem}
+    return cache_key({**picked, **hashed_targets(extra)})
+
+
+def victim_key(sem: dict[str, Any], attack: dict[str, Any]) -> str:
+    """Everything that determines the backdoored model: dataset, model, attack, recipe, seed."""
+    return model_key(sem, attack=attack)
+
+
+def is_clean(sem: dict[str, Any]) -> bool:
+    """Whether the cell's attack is ``attack=none`` (its victim is the clean model of the row)."""
+    return sem["attack"] == hashed_targets(CLEAN_ATTACK)
+
+
+def cell_id(names: dict[str, str], sem: dict[str, Any]) -> str:
+    """A readable, unique file stem for a cell; the hash separates variants and overrides."""
+    parts = [names[g] for g in GROUPS]
+    return "__".join([*parts, f"s{sem['seed']}", cache_key(sem)[:10]])

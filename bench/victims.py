@@ -1,0 +1,216 @@
+"""Victims: the (backdoored) model of a cell, trained once per (dataset, model, attack, recipe, seed) and
+kept in the model cache with what its training reported; the attacks' auxiliary networks, cached alike;
+and the victim's own evaluation, cached beside it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+from hydra.utils import instantiate
+
+from bench.attacks import Attack, AttackContext
+from bench.cache import cache_key
+from bench.context import CellContext
+from bench.core.engine import fit, prepare_model, set_precision
+from bench.core.errors import check_fraction
+from bench.core.images import DataBundle, ImageSet, balanced_subset
+from bench.defenses import DefenderContext
+from bench.host import compute_info, seed_everything
+from bench.identity import CLEAN_ATTACK, model_key, victim_key
+from bench.metrics import TriggeredTestSet, evaluate
+from bench.models import Normalized
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass
+class VictimMeta:
+    """What training a victim reported (stored in its cache entry and as its summary)."""
+
+    acc: float
+    train_s: float
+    aux_train_s: float = 0.0  # the attack's own networks and poisoning, before the victim's training
+    images_per_s: float | None = None
+    compute: dict[str, Any] | None = None
+    attack_info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VictimEntry:
+    """A victim's cache entry: the model's and the attack's weights (the trigger) and ``VictimMeta``."""
+
+    model: StateDict
+    attack: StateDict
+    meta: VictimMeta
+
+    def payload(self) -> dict[str, Any]:
+        return {"model": self.model, "attack": self.attack, "meta": asdict(self.meta)}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> VictimEntry:
+        return cls(payload["model"], payload["attack"], victim_meta(payload["meta"]))
+
+
+def victim_meta(stored: dict[str, Any]) -> VictimMeta:
+    """``VictimMeta`` from a cache entry's meta (entries older than a field get its default)."""
+    return VictimMeta(**{k: v for k, v in stored.items() if k in VictimMeta.__dataclass_fields__})
+
+
+@dataclass
+class VictimEvaluation:
+    """The victim's ACC/ASR/RA and its triggered test set (cached: a generator's trigger is costly)."""
+
+    metrics: dict[str, float | None]
+    triggered: TriggeredTestSet | None
+
+    def payload(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "triggered": vars(self.triggered) if self.triggered else None}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> VictimEvaluation:
+        triggered = payload["triggered"]
+        return cls(payload["metrics"], TriggeredTestSet(**triggered) if triggered else None)
+
+
+def build_model(ctx: CellContext, data: DataBundle) -> nn.Module:
+    return Normalized(instantiate(ctx.cfg.model, num_classes=data.num_classes), data.mean, data.std)
+
+
+def load_model(ctx: CellContext, data: DataBundle, state: StateDict) -> nn.Module:
+    """The cell's architecture with cached weights, on the cell's device in channels_last."""
+    model = build_model(ctx, data)
+    model.load_state_dict(state)
+    return prepare_model(model, ctx.device)
+
+
+def cpu_state(module: nn.Module) -> StateDict:
+    """A state dict on the CPU, as the model cache stores it."""
+    return {k: v.cpu() for k, v in module.state_dict().items()}
+
+
+class CachedAuxiliaryModels:
+    """``bench.attacks.AuxiliaryModels`` for one cell: every network an attack trains before poisoning
+    is cached under the cell's data, model, recipe and seed plus the network's name and spec."""
+
+    def __init__(self, ctx: CellContext, data: DataBundle) -> None:
+        self.ctx, self.data = ctx, data
+        # training seconds of every auxiliary network used, cached or not: what poisoning really costs
+        self.train_s: dict[str, float] = {}
+
+    def clean_classifier(self) -> nn.Module:
+        def train() -> dict[str, Any]:
+            clean: Attack = instantiate(CLEAN_ATTACK, seed=self.ctx.cfg.seed)
+            clean.setup(self.data)
+            return train_victim(self.ctx, self.data, clean).payload()
+
+        payload, _ = self.ctx.cache.get_or_create(victim_key(self.ctx.sem, CLEAN_ATTACK), train)
+        entry = VictimEntry.from_payload(payload)
+        self.train_s["clean_classifier"] = entry.meta.train_s + entry.meta.aux_train_s
+        return load_model(self.ctx, self.data, entry.model).eval()
+
+    def new_classifier(self) -> nn.Module:
+        torch.manual_seed(self.ctx.cfg.seed)
+        return build_model(self.ctx, self.data)
+
+    def network(
+        self, name: str, spec: dict[str, Any], module: nn.Module, train: Callable[[nn.Module, ImageSet], None]
+    ) -> nn.Module:
+        def build() -> dict[str, Any]:
+            start = time.perf_counter()
+            train(module, self.data.train)
+            return {"model": cpu_state(module), "meta": {"train_s": round(time.perf_counter() - start, 3)}}
+
+        payload, _ = self.ctx.cache.get_or_create(model_key(self.ctx.sem, auxiliary=name, spec=spec), build)
+        self.train_s[name] = payload["meta"]["train_s"]
+        module.load_state_dict(payload["model"])
+        return module.to(self.ctx.device).eval()
+
+    def classifier(
+        self, name: str, spec: dict[str, Any], train: Callable[[nn.Module, ImageSet], None]
+    ) -> nn.Module:
+        return prepare_model(self.network(name, spec, self.new_classifier(), train), self.ctx.device)
+
+
+def train_victim(ctx: CellContext, data: DataBundle, attack: Attack) -> VictimEntry:
+    """Poison (training any auxiliary network the attack needs) and train the model from scratch."""
+    cfg, device = ctx.cfg, ctx.device
+    recipe = instantiate(cfg.train)
+    attack.to(device)
+    models = CachedAuxiliaryModels(ctx, data)
+    start = time.perf_counter()
+    poisoned = attack.poison(data.train, AttackContext(device, recipe, models, cfg.progress))
+    aux_s = time.perf_counter() - start
+    torch.manual_seed(cfg.seed)
+    model = build_model(ctx, data)
+    start = time.perf_counter()
+    stats = fit(model, poisoned, recipe, device, hooks=attack,
+                seed=cfg.seed, desc="victim", progress=cfg.progress)  # fmt: skip
+    train_s = time.perf_counter() - start
+    acc = evaluate(model, data.test, None, attack.target, device, cfg.eval_batch_size)["acc"]
+    info = {**attack.info, **({"aux_networks_train_s": models.train_s} if models.train_s else {})}
+    meta = VictimMeta(acc, round(train_s, 3), round(aux_s, 3), round(stats["images_per_s"], 1),
+                      compute_info(), info)  # fmt: skip
+    return VictimEntry(cpu_state(model), cpu_state(attack), meta)
+
+
+@dataclass
+class Victim:
+    """The (backdoored) model of a cell with the data and attack it was made with."""
+
+    ctx: CellContext
+    data: DataBundle
+    attack: Attack
+    model: nn.Module
+    entry: VictimEntry
+    cache_hit: bool
+    key: str
+
+    def evaluation(self) -> VictimEvaluation:
+        """The triggered test set and the victim's own ACC/ASR/RA, computed once per victim and cached
+        beside it, so the defenses of a row do not each re-trigger and re-evaluate the test set."""
+
+        def build() -> dict[str, Any]:
+            attack, test = self.attack, self.data.test
+            triggered = (
+                TriggeredTestSet.build(attack.apply_uint8, attack.target, test)
+                if attack.has_trigger
+                else None
+            )
+            metrics = evaluate(self.model, test, triggered, attack.target, self.ctx.device,
+                               self.ctx.cfg.eval_batch_size)  # fmt: skip
+            return VictimEvaluation(metrics, triggered).payload()
+
+        payload, _ = self.ctx.cache.get_or_create(evaluation_key(self.key), build)
+        return VictimEvaluation.from_payload(payload)
+
+    def defender_context(self) -> DefenderContext:
+        """The defender's clean data: a seeded, class-balanced share of the clean training set."""
+        cfg = self.ctx.cfg
+        defender = self.data.train.subset(balanced_subset(self.data.train.y, cfg.defender_ratio, cfg.seed))
+        return DefenderContext(defender, self.data.num_classes, self.ctx.device, cfg.seed, cfg.progress)
+
+
+def evaluation_key(victim: str) -> str:
+    return cache_key({"evaluated_victim": victim})
+
+
+def load_or_train_victim(ctx: CellContext) -> Victim:
+    """The cell's data and victim model: from the model cache, or trained (and cached) on a miss."""
+    cfg = ctx.cfg
+    check_fraction("defender_ratio", cfg.defender_ratio, high_closed=False)
+    set_precision(cfg.precision)  # for the victim's training and everything the cell does after it
+    seed_everything(cfg.seed)
+    data: DataBundle = instantiate(cfg.dataset, data_dir=cfg.data_dir).load()
+    attack: Attack = instantiate(cfg.attack, seed=cfg.seed)
+    attack.setup(data)
+    key = victim_key(ctx.sem, ctx.sem["attack"])
+    payload, hit = ctx.cache.get_or_create(key, lambda: train_victim(ctx, data, attack).payload())
+    entry = VictimEntry.from_payload(payload)
+    attack.load_state_dict(entry.attack)
+    attack.to(ctx.device).eval()
+    return Victim(ctx, data, attack, load_model(ctx, data, entry.model), entry, hit, key)

@@ -1,8 +1,0 @@
-"""Image datasets loaded into memory as uint8 tensors (N, C, H, W), with seeded class-balanced splits.
-
-Each submodule defines one dataset class, built from ``conf/dataset/<name>.yaml`` by Hydra.
-"""
-
-from datasets._base import DataBundle, ImageDataset, ImageSet, balanced_subset
-
-__all__ = ["DataBundle", "ImageDataset", "ImageSet", "balanced_subset"]
