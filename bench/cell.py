@@ -32,6 +32,7 @@ from bench.records import (
     record_path,
     write_record,
 )
+from bench.sanity import sanity_warnings
 from bench.victims import Victim, load_or_train_victim
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,9 @@ class CellRun:
             attack_info=meta.attack_info,
             defense_info=info,
             detection_info=detection_info,
+            warnings=sanity_warnings(
+                victim.data.num_classes, self.names["defense"], before, after, detection_info
+            ),  # fmt: skip
         )
         return record
 
@@ -155,8 +159,9 @@ def summary_line(record: Record) -> str:
 
     cell = " ".join(f"{g}={getattr(record, g)}" for g in GROUPS)
     cached = " (cached model)" if record.cache_hit else ""
+    flags = "".join(f" | WARNING: {w}" for w in record.warnings)
     return (
         f"{cell} | before: ACC {fmt(record.acc_before)} ASR {fmt(record.asr_before)} | after: ACC "
         f"{fmt(record.acc)} ASR {fmt(record.asr)} RA {fmt(record.ra)} | "
-        f"defense {record.defense_s:.1f}s{cached}"
+        f"defense {record.defense_s:.1f}s{cached}{flags}"
     )

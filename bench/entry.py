@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import signal
 import sys
 from pathlib import Path
 
@@ -127,8 +128,18 @@ class SweepReport(Callback):
         sys.exit(1)
 
 
+class Preempted(BaseException):
+    """SIGTERM arrived (what SLURM sends before it kills a preempted or timed-out job). A BaseException,
+    so no handler takes it for a failure: the cell stops, its claim is released, nothing is recorded."""
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    raise Preempted
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
     (job_dir / FAILURE_MARKER).unlink(missing_ok=True)  # of an earlier run of this job directory
@@ -136,6 +147,10 @@ def main(cfg: DictConfig) -> None:
     names = {g: hc.runtime.choices[g] for g in GROUPS}
     try:
         record = run_cell(cfg, names)
+    except Preempted:
+        print("error: SIGTERM: the cell stopped before its end; no record written, its claim released "
+              "(rerun the command to run it)", file=sys.stderr)  # fmt: skip
+        sys.exit(128 + signal.SIGTERM)
     except Exception as exc:
         err = config_error(exc)
         message = str(err) if err is not None else f"{type(exc).__name__}: {exc}"

@@ -58,6 +58,7 @@ class Record:
     attack_info: dict[str, Any] = _field("info")  # what poisoning reported (JSON)
     defense_info: dict[str, Any] = _field("info")  # what the defense reported about itself (JSON)
     detection_info: dict[str, Any] = _field("info")  # TPR/FPR of a defense that flags inputs
+    warnings: list[str] = _field("info")  # sanity flags (bench.sanity): a number here is not a finding
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,7 +109,7 @@ def write_record(path: Path, record: Record) -> None:
 def read_record(path: Path) -> Record:
     """A record file as a ``Record`` (fields a record predates are None)."""
     stored = json.loads(path.read_text())
-    return Record(**{name: stored.get(name) for name in FIELDS})
+    return Record(**{name: stored.get(name) for name in FIELDS} | {"warnings": stored.get("warnings") or []})
 
 
 def read_records(results_dir: str | Path) -> list[dict[str, Any]]:

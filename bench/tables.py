@@ -15,6 +15,7 @@ import pandas as pd
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
 GAP = "–"
+WARNED = " †"
 # Display names; anything not listed is shown as its config name.
 LABELS = {
     "none": "None", "badnets": "BadNets", "trojan": "Trojan", "cl": "CL", "dynamic": "Dynamic",
@@ -76,6 +77,7 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     frame = one_pair(frame[frame.attack != "none"])
     paper = paper_table1() if paper is None else paper
     ours = seed_means(frame, ["attack", "defense"], ["acc", "asr", "ra", "der", "defense_s"])
+    ours = ours.merge(warned_cells(frame), how="left")
     attacks = ordered(ours.attack, first_seen(paper.attack))
     defenses = ordered(ours.defense, first_seen(paper.defense))
     grid = pd.MultiIndex.from_product([attacks, defenses], names=["attack", "defense"]).to_frame(index=False)
@@ -86,8 +88,15 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     # mean of its rows).
     same = table.assign(**{f"paper_{m}": table[f"paper_{m}"].where(table[m].notna()) for m in ("acc", "asr")})
     average = same.groupby("defense", sort=False).mean(numeric_only=True).reset_index()
-    average = average.assign(attack=AVERAGE, n_seeds=float("nan"))
+    average = average.assign(attack=AVERAGE, n_seeds=float("nan"), warned=False)
     return pd.concat([table, average[table.columns]], ignore_index=True)
+
+
+def warned_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """(attack, defense, warned): whether any record of the cell carries a sanity warning."""
+    flags = frame.get("warnings", pd.Series([None] * len(frame), index=frame.index))
+    warned = flags.apply(lambda w: isinstance(w, list) and len(w) > 0)
+    return frame.assign(warned=warned).groupby(["attack", "defense"], as_index=False)["warned"].any()
 
 
 def wide(table: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -104,10 +113,12 @@ def best_mask(values: pd.DataFrame, lower_is_better: bool) -> pd.DataFrame:
     return mask.reindex(columns=values.columns, fill_value=False)
 
 
-def cell_text(ours: float, paper: float, bold: bool, latex: bool) -> str:
+def cell_text(ours: float, paper: float, bold: bool, latex: bool, warned: bool = False) -> str:
     text = ("--" if latex else GAP) if pd.isna(ours) else f"{ours:.2f}"
     if bold and not pd.isna(ours):
         text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
+    if warned is True:
+        text += "$^\\dagger$" if latex else WARNED
     if not pd.isna(paper):
         text += f" {{\\scriptsize({paper:.2f})}}" if latex else f" ({paper:.2f})"
     return text
@@ -116,9 +127,11 @@ def cell_text(ours: float, paper: float, bold: bool, latex: bool) -> str:
 def formatted(table: pd.DataFrame, metric: str, latex: bool = False) -> pd.DataFrame:
     """attack x defense strings 'ours (paper)', the row's best repaired value in bold."""
     ours, paper = wide(table, metric), wide(table, f"paper_{metric}")
-    bold = best_mask(ours, lower_is_better=metric == "asr")
+    flags = wide(table.assign(warned=table.get("warned", False)), "warned")
+    bold = best_mask(ours.mask(flags.eq(True)), lower_is_better=metric == "asr")
     out = pd.DataFrame(
-        [[cell_text(ours.iat[i, j], paper.iat[i, j], bold.iat[i, j], latex) for j in range(ours.shape[1])]
+        [[cell_text(ours.iat[i, j], paper.iat[i, j], bold.iat[i, j], latex, flags.iat[i, j])
+          for j in range(ours.shape[1])]
          for i in range(ours.shape[0])],
         index=[label(a) for a in ours.index], columns=[label(d) for d in ours.columns],
     )  # fmt: skip
@@ -147,7 +160,9 @@ def table1_markdown(table: pd.DataFrame) -> str:
         f"Spearman correlation of our per-defense average ASR with the paper's: {rho:.2f} "
         f"over {n} defenses.\n"
         f"Bold: the best repaired model of a row (lowest ASR, highest ACC). {GAP}: no record for the cell. "
-        "Averages are over the attacks with a record, the paper's over the same attacks.\n"
+        "Averages are over the attacks with a record, the paper's over the same attacks. "
+        f"{WARNED}: the cell's record carries a sanity warning (bench/sanity.py: a model at chance, a "
+        "backdoor that did not take, a defense that changed nothing); it is never bold.\n"
     )
     return "\n".join(parts)
 

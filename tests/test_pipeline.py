@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from filelock import FileLock
 from bench.cell import run_cell
 from bench.identity import cell_id, semantic_config
 from bench.records import claim_path, read_records, record_path
+from bench.wandb_logger import WandbLogger
 from tests.conftest import REPO, SMOKE_DATASET, group_options, needs_smoke_data
 
 pytestmark = needs_smoke_data
@@ -143,6 +146,42 @@ def test_sweep_goes_on_past_a_failing_cell_and_names_it(tmp_path: Path) -> None:
     assert out.stderr.strip().splitlines()[-1].startswith("failed: dataset=")
     again = run_cli(*sweep, cwd=tmp_path)
     assert again.returncode == 1 and "record exists, cell skipped" in again.stdout + again.stderr
+    assert len(read_records(tmp_path / "r")) == 1
+
+
+def test_a_chance_victim_is_flagged_in_its_record(smoke_cfg) -> None:
+    cfg, names = smoke_cfg("attack=badnets", "defense=ft", "train.epochs=0")  # never trained
+    record = run_cell(cfg, names)
+    assert any(w.startswith("victim ACC") and "at chance" in w for w in record.warnings)
+    assert any("did not take" in w for w in record.warnings)
+
+
+def test_wandb_online_without_a_server_falls_back_to_offline(monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    started = time.perf_counter()
+    assert WandbLogger(mode="online").effective_mode() == "offline"
+    assert time.perf_counter() - started < 10
+
+
+def test_sigterm_mid_cell_leaves_no_record_and_a_rerun_completes(tmp_path: Path) -> None:
+    """What SLURM does to a preempted job: SIGTERM while the victim trains. The cell stops with status 143,
+    writes no record and releases its claim; the same command then runs it to one complete record."""
+    args = ["experiment=smoke", "defense=none", "train.epochs=12", f"results_dir={tmp_path}/r",
+            f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/h"]  # fmt: skip
+    dataset = [f"dataset={SMOKE_DATASET}"]
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *dataset, *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not list((tmp_path / "r").glob(".*.claim")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1)  # inside the victim's training
+    assert proc.poll() is None, "the cell ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "SIGTERM" in err and "Traceback" not in err
+    assert read_records(tmp_path / "r") == [] and not list((tmp_path / "r").glob(".*.claim"))
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
     assert len(read_records(tmp_path / "r")) == 1
 
 

@@ -15,6 +15,7 @@ import pytest
 from bench import tables
 from bench.aggregate import records_frame, write_tables
 from bench.records import FIELDS, Record
+from bench.sanity import sanity_warnings
 from bench.wandb_logger import WandbLogger
 from tests.conftest import REPO
 
@@ -89,6 +90,29 @@ def test_bold_marks_the_best_repaired_cell_and_gaps_stay_gaps(frame: pd.DataFram
     latex = tables.table1_latex(t1)
     assert r"\textbf{2.00} {\scriptsize(0.78)}" in latex and r"\multicolumn{2}{c}{UNIT}" in latex
     assert r"& 99.00 {\scriptsize(100.00)} & -- {\scriptsize(90.68)} & -- {\scriptsize(7.30)}" in latex
+
+
+def test_a_warned_cell_is_marked_and_never_bold(tmp_path: Path) -> None:
+    """BadNets x UNIT's record says its repaired model is at chance: the cell is marked, and the best
+    repaired ASR of the row is the next one's."""
+    root = write_records(tmp_path / "runs")
+    path = root / "badnets-unit-0.json"
+    path.write_text(
+        json.dumps(json.loads(path.read_text()) | {"warnings": ["repaired ACC 10.0% is at chance"]})
+    )
+    asr = tables.formatted(tables.table1(records_frame(root)), "asr")
+    assert asr.loc["BadNets", "UNIT"] == f"2.00{tables.WARNED} (0.78)"
+    assert asr.loc["BadNets", "FT"] == "**40.00** (9.78)"
+
+
+def test_sanity_warnings_name_what_is_wrong() -> None:
+    before = {"acc": 11.0, "asr": 12.0, "ra": 5.0}
+    flags = sanity_warnings(10, "ft", before, dict(before), {})
+    assert len(flags) == 4 and "victim ACC 11.0%" in flags[0] and "repaired ACC 11.0%" in flags[1]
+    assert "did not take" in flags[2] and flags[3] == "the defense changed no prediction"
+    good = {"acc": 90.0, "asr": 100.0, "ra": 0.0}
+    assert sanity_warnings(10, "unit", good, {"acc": 89.0, "asr": 2.0, "ra": 85.0}, {}) == []
+    assert "flags 95%" in sanity_warnings(10, "strip", good, good, {"fpr": 95.0, "tpr": 99.0})[0]
 
 
 def test_duplicate_cells_are_refused(tmp_path: Path) -> None:
