@@ -37,3 +37,18 @@ def test_truncated_entry_is_rebuilt_with_warning(tmp_path: Path, caplog) -> None
         payload, hit = cache.get_or_create("k", lambda: {"w": torch.zeros(2)})
     assert not hit and torch.equal(payload["w"], torch.zeros(2))
     assert "fails its checksum" in caplog.text
+
+
+def test_meta_is_read_without_loading_the_entry(tmp_path: Path, monkeypatch) -> None:
+    cache = ModelCache(tmp_path)
+    cache.save("k", {"model": {"w": torch.zeros(3)}, "meta": {"acc": 91.5}})
+    monkeypatch.setattr(torch, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    assert cache.meta("k") == {"acc": 91.5}
+    assert cache.meta("absent") is None
+
+
+def test_meta_sidecar_is_made_once_for_an_entry_older_than_sidecars(tmp_path: Path) -> None:
+    cache = ModelCache(tmp_path)
+    cache.save("k", {"model": {}, "meta": {"acc": 88.0}})
+    (tmp_path / "k.meta.json").unlink()  # as entries written before sidecars existed
+    assert cache.meta("k") == {"acc": 88.0} and (tmp_path / "k.meta.json").exists()

@@ -169,4 +169,5 @@ class ANP(Defense):
             "mask_mean": round(masks.mean().item(), 4),
             "val_acc_before": round(100 * acc0, 4),
             "val_acc_after": round(100 * accuracy(model, x_val, y_val), 4),
+            "action": f"pruned {pruned} neurons" if pruned else "none pruned: model returned unchanged",
         }
