@@ -22,6 +22,7 @@ from bench.cell import run_cell, summary_line
 from bench.core.errors import ConfigError, SettingError
 from bench.host import compute_info, git_sha
 from bench.identity import GROUPS, cell_id, semantic_config
+from bench.plan import PLAN_MARKER, plan_cell, plan_line, sweep_summary
 from bench.records import failure_path
 
 
@@ -116,6 +117,8 @@ class SweepReport(Callback):
     and exit with status 1; the other cells have run."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        for line in sweep_summary(Path(config.hydra.sweep.dir)):
+            print(line)
         markers = sorted(Path(config.hydra.sweep.dir).glob(f"*/{FAILURE_MARKER}"))
         if not markers:
             return
@@ -146,6 +149,11 @@ def main(cfg: DictConfig) -> None:
     write_environment(job_dir)
     names = {g: hc.runtime.choices[g] for g in GROUPS}
     try:
+        if cfg.get("dry_run", False):
+            plan = plan_cell(cfg, names)
+            (job_dir / PLAN_MARKER).write_text(json.dumps(plan, indent=2) + "\n")
+            print(plan_line(plan))
+            return
         record = run_cell(cfg, names)
     except Preempted:
         print("error: SIGTERM: the cell stopped before its end; no record written, its claim released "

@@ -20,6 +20,7 @@ CLEAN_ATTACK = {"_target_": "bench.attacks.none.NoAttack"}
 # Keys that change where or how a cell runs, never its result.
 RUN_ONLY_KEYS = (
     "results_dir", "cache_dir", "data_dir", "logger", "device", "progress", "eval_batch_size", "overwrite",
+    "dry_run",
 )  # fmt: skip
 # Keys added after records were committed, with the value every earlier record ran with: at that value a
 # key stays out of the hash, so earlier cell ids and cache keys remain valid.

@@ -47,6 +47,7 @@ class RunSettings:
     eval_batch_size: PositiveInt = 1024
     results_dir: str = "results/runs"
     overwrite: bool = False
+    dry_run: bool = False
     cache_dir: str = ".cache/models"
     data_dir: str = "data"
 

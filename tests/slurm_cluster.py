@@ -105,8 +105,8 @@ class LocalSlurm:
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.root / "log" / f"{name}.out", "ab")  # noqa: SIM115 (lives as long as the daemon)
-        proc = subprocess.Popen([binary(name), *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen([binary(name), *args], env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         self.procs[name] = proc
         return proc
 
@@ -117,7 +117,9 @@ class LocalSlurm:
         return True
 
     def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, env=self.env, capture_output=True, text=True, check=check, timeout=60)
+        # stdin closed: under pytest-xdist a worker's stdin is its channel to the controller
+        return subprocess.run(cmd, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              check=check, timeout=60)  # fmt: skip
 
     def ok(self, *cmd: str) -> bool:
         try:

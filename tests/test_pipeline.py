@@ -156,6 +156,17 @@ def test_a_chance_victim_is_flagged_in_its_record(smoke_cfg) -> None:
     assert any("did not take" in w for w in record.warnings)
 
 
+def test_dry_run_says_what_a_sweep_would_do_and_does_nothing(tmp_path: Path) -> None:
+    dirs = (f"results_dir={tmp_path}/r", f"cache_dir={tmp_path}/c", f"hydra.sweep.dir={tmp_path}/s")
+    out = run_cli("-m", "experiment=smoke", "attack=badnets,blend", "defense=none,ft", "dry_run=true", *dirs,
+                  cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("dry run:")]
+    assert len(lines) == 5 and all("run, training its victim" in line for line in lines[:4])
+    assert lines[-1].startswith("dry run: 4 cells, 0 already recorded, 4 to run, 2 distinct victims to train")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
+
+
 def test_wandb_online_without_a_server_falls_back_to_offline(monkeypatch) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
