@@ -10,6 +10,7 @@ RUNS_DIR is then a directory of offline runs, or ``entity/project`` online.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +33,23 @@ def records_frame(source: str | Path, wandb: bool = False) -> pd.DataFrame:
         records = read_api(str(source))
     if not records:
         raise FileNotFoundError(f"no records in {source}")
-    return pd.json_normalize(records)
+    return pd.json_normalize(with_clean_accuracy(records))
+
+
+def victim_setting(record: dict) -> str:
+    """What a row's clean model shares with its victims: data, architecture, recipe, seed, precision."""
+    config = record.get("config") or {}
+    keys = ("dataset", "model", "train", "seed", "precision")
+    return json.dumps({k: config.get(k) for k in keys}, sort_keys=True, default=str)
+
+
+def with_clean_accuracy(records: list[dict]) -> list[dict]:
+    """Fill ``acc_clean_model`` where a record lacks it (its cell ran before the row's clean model was
+    trained) from the clean model's own record, so a table does not depend on the order cells ran in."""
+    clean = {victim_setting(r): r["acc_before"] for r in records
+             if r.get("attack") == "none" and r.get("acc_before") is not None}  # fmt: skip
+    return [r if r.get("acc_clean_model") is not None
+            else {**r, "acc_clean_model": clean.get(victim_setting(r))} for r in records]  # fmt: skip
 
 
 def cell_table(frame: pd.DataFrame, by: list[str], extra_metrics: list[str] | None = None) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from bench.catalogue import catalogue
 from bench.cell import run_cell, summary_line
 from bench.core.errors import ConfigError, SettingError
 from bench.host import compute_info, git_sha
@@ -49,6 +50,7 @@ def finetune_epochs(epochs: int, *, _root_: DictConfig) -> int:
 OmegaConf.register_new_resolver("scaled", scaled_steps, replace=True)
 OmegaConf.register_new_resolver("ft_epochs", finetune_epochs, replace=True)
 OmegaConf.register_new_resolver("aux_scaled", aux_scaled_steps, replace=True)
+OmegaConf.register_new_resolver("catalogue", catalogue, replace=True)
 
 log = logging.getLogger("bench")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"

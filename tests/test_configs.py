@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from omegaconf import OmegaConf
 from bench.attacks import Attack
 from bench.defenses import Defense
 from bench.identity import CLEAN_ATTACK
-from tests.conftest import compose_cfg, group_options
+from tests.conftest import REPO, compose_cfg, group_options
 
 
 @pytest.mark.parametrize("group", ["dataset", "model", "attack", "defense", "train", "logger", "experiment"])
@@ -109,3 +111,12 @@ def test_yaml_values_equal_the_constructor_defaults(group: str, name: str) -> No
         if default != value:
             differ[key] = (value, default)
     assert not differ, f"{group}={name}: key: (YAML, __init__) {differ}"
+
+
+def test_help_describes_every_option_of_every_group() -> None:
+    out = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0
+    for group in ("attack", "defense", "model", "dataset", "experiment"):
+        for name in group_options(group):
+            line = next(li for li in out.stdout.splitlines() if li.split()[:1] == [name])
+            assert not line.split(None, 1)[1].startswith("bench."), f"{group}={name} has no description"

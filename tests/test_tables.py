@@ -166,3 +166,11 @@ def test_records_read_back_from_wandb_offline_runs(tmp_path: Path, monkeypatch: 
     assert (row.attack, row.defense, row.acc, row.asr, row.seed) == ("badnets", "unit", 88.0, 2.0, 0)
     assert row["defense_info.steps_run"] == 40 and row["config.seed"] == 0
     assert pd.isna(frame.loc["none-none", "asr"])  # never logged: a gap
+
+
+def test_clean_accuracy_is_joined_from_the_clean_record_whatever_ran_first(tmp_path: Path) -> None:
+    root = write_records(tmp_path / "runs")
+    path = root / "blend-unit-0.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"acc_clean_model": None}))
+    frame = records_frame(root).set_index("cell_id")
+    assert frame.loc["blend-unit", "acc_clean_model"] == frame.loc["none-none", "acc_before"] == 92.0

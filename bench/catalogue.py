@@ -1,0 +1,49 @@
+"""The catalogue ``python -m bench --help`` prints: every option of the groups a user picks from, with the
+first sentence of its YAML's leading comment (the description lives once, in the file that defines it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("attack", "defense", "model", "dataset", "experiment", "pair")
+
+
+def description(path: Path) -> str:
+    """The first sentence of the file's leading comment block, else its ``_target_``."""
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if text and not text.startswith("@package"):
+            lines.append(text)
+    text = " ".join(lines)
+    if text:
+        return first_sentence(text)
+    targets = [line.split(":", 1)[1].strip() for line in path.read_text().splitlines()
+               if line.startswith("_target_:")]  # fmt: skip
+    return targets[0] if targets else ""
+
+
+ABBREVIATIONS = ("al", "Fig", "e.g", "i.e", "cf", "vs")
+
+
+def first_sentence(text: str) -> str:
+    """Up to the first full stop that ends a sentence (not "et al." or "Fig.")."""
+    start = 0
+    while (end := text.find(". ", start)) >= 0:
+        if not text[:end].endswith(ABBREVIATIONS):
+            return text[: end + 1]
+        start = end + 2
+    return text
+
+
+def catalogue(width: int = 110) -> str:
+    out = []
+    for group in GROUPS:
+        out.append(f"{group}=")
+        for path in sorted((CONF_DIR / group).glob("*.yaml")):
+            line = f"  {path.stem:<22} {description(path)}"
+            out.append(line if len(line) <= width else line[: width - 3] + "...")
+    return "\n".join(out)
