@@ -106,15 +106,36 @@ WRITERS = {"table1": write_table1, "table2": write_table2, "fig5": figures.fig5,
 
 
 def write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Every table and figure the records allow, into ``out``; says which were left out and why."""
+    """Every table and figure the records allow, into ``out``; says which were left out and why. Records
+    of different configs in one cell are refused (``tables.MixedConfigs``), never silently dropped."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, write in WRITERS.items():
         try:
             written += write(frame, out)
+        except tables.MixedConfigs:
+            raise
         except ValueError as exc:
             print(f"{name} left out: {exc}")
     return written
+
+
+def where(frame: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
+    """Rows whose config matches every ``KEY=VALUE`` (``attack.poison_rate=0.05``; numbers compare as
+    numbers)."""
+    for condition in conditions:
+        key, sep, value = condition.partition("=")
+        column = f"config.{key}"
+        if not sep or column not in frame:
+            raise SystemExit(
+                f"error: --where {condition!r}: expected KEY=VALUE with a config key of the records"
+            )
+        cells = frame[column]
+        number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+        numeric = pd.to_numeric(cells, errors="coerce")
+        match = numeric.eq(number) if pd.notna(number) else cells.astype(str).eq(value)
+        frame = frame[match]
+    return frame
 
 
 def main() -> None:
@@ -127,17 +148,27 @@ def main() -> None:
     p.add_argument("--defense", nargs="*", help="only these defenses")
     p.add_argument("--victims", action="store_true", help="one row per backdoored model (defense=none cells)")
     p.add_argument("--metrics", nargs="*", default=[], help="more record columns, e.g. detection_info.tpr")
+    p.add_argument("--where", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="only records whose config has these values: attack.poison_rate=0.05")  # fmt: skip
     args = p.parse_args()
-    frame = records_frame(args.results_dir, wandb=args.wandb)
+    frame = where(records_frame(args.results_dir, wandb=args.wandb), args.where)
+    if frame.empty:
+        raise SystemExit(f"error: no records in {args.results_dir} match the filters")
     if args.attack:
         frame = frame[frame.attack.isin(args.attack)]
     if args.defense:
         frame = frame[frame.defense.isin(args.defense)]
     if args.out:
-        for path in write_tables(frame, args.out):
-            print(f"wrote {path}")
+        try:
+            for path in write_tables(frame, args.out):
+                print(f"wrote {path}")
+        except tables.MixedConfigs as exc:
+            raise SystemExit(f"error: {exc}") from None
         return
-    table = victim_table(frame, args.by) if args.victims else cell_table(frame, args.by, args.metrics)
+    by = args.by or tables.differing_config_keys(frame, ["dataset", "model", "attack", "defense", "seed"])
+    if by and not args.by:
+        print(f"records of one cell differ in {', '.join(by)}: shown as columns (choose with --by / --where)")
+    table = victim_table(frame, by) if args.victims else cell_table(frame, by, args.metrics)
     print(markdown(table))
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.identity import RUN_ONLY_KEYS
+
 REFERENCE = Path(__file__).resolve().parent / "reference"
 GAP = "–"
 WARNED = " †"
@@ -61,14 +63,32 @@ def one_pair(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+class MixedConfigs(ValueError):
+    """Records of different configs share a cell: a table of them would silently pick or average."""
+
+
 def seed_means(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
     """Mean over seeds per ``keys``, refusing cells recorded twice under one seed."""
     dup = frame.duplicated([*keys, "seed"], keep=False)
     if dup.any():
         cells = frame.loc[dup, [*keys, "seed"]].drop_duplicates().to_dict("records")
-        raise ValueError(f"cells recorded more than once with different configs (filter them first): {cells}")
+        differ = differing_config_keys(frame[dup], [*keys, "seed"])
+        raise MixedConfigs(
+            f"cells recorded more than once with different configs ({', '.join(differ) or 'config'} differ): "
+            f"{cells[:3]}{' ...' if len(cells) > 3 else ''}; pick one with --where KEY=VALUE"
+        )
     grouped = frame.groupby(keys)
     return grouped[metrics].mean().join(grouped.size().rename("n_seeds")).reset_index()
+
+
+def differing_config_keys(frame: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The config keys (``config.`` columns, without the prefix) whose values differ within a cell; keys
+    that cannot change a result (paths, logging, device) do not count."""
+    run_only = tuple(f"config.{k}" for k in RUN_ONLY_KEYS)
+    columns = [c for c in frame.columns if c.startswith("config.") and not c.startswith(run_only)]
+    text = frame[columns].astype(str).join(frame[keys])
+    differ = [c for c in columns if (text.groupby(keys)[c].nunique() > 1).any()]
+    return [c.removeprefix("config.") for c in differ]
 
 
 def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -152,6 +152,29 @@ def test_cli_writes_tables(tmp_path: Path) -> None:
     assert text.startswith("5 of 6 cells have a record.")  # blend x ft is missing
 
 
+def test_cli_refuses_a_table_of_mixed_configs_and_where_picks_one(tmp_path: Path) -> None:
+    """Two BadNets x FT records of different poison rates: no table silently keeps one (exit 1, naming
+    the key); --where picks a config; the per-cell listing shows the differing key as a column."""
+    twin = record("badnets", "ft", 80.0, 1.0, cell_id="badnets-ft-other",
+                  config={"seed": 0, "attack": {"poison_rate": 0.05}})  # fmt: skip
+    first = record("badnets", "ft", 89.0, 40.0, config={"seed": 0, "attack": {"poison_rate": 0.1}})
+    runs = write_records(tmp_path / "runs", [twin, first])
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bench.aggregate", str(runs), *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    refused = cli("--out", str(tmp_path / "o"))
+    assert refused.returncode == 1 and "attack.poison_rate differ" in refused.stderr
+    assert not (tmp_path / "o" / "table1.md").exists()
+    picked = cli("--out", str(tmp_path / "p"), "--where", "attack.poison_rate=0.1")
+    assert picked.returncode == 0, picked.stderr
+    picked_table = (tmp_path / "p" / "table1.md").read_text()
+    assert picked_table.startswith("1 of 1 cells") and "40.00" in picked_table and "80.00" not in picked_table
+    listing = cli("--attack", "badnets", "--defense", "ft")
+    assert "differ in attack.poison_rate" in listing.stdout and "|   attack.poison_rate |" in listing.stdout
+
+
 def test_records_read_back_from_wandb_offline_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
