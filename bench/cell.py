@@ -69,6 +69,7 @@ def run_cell(cfg: DictConfig, names: dict[str, str]) -> Record | None:
             log.info("record exists, cell skipped (overwrite=true redoes it): %s", path)
             return read_record(path)
         logger = build_logger(cfg.get("logger"))
+        log.info("cell %s started; its record will be %s", cid, path)
         record = CellRun(ctx, names, cid).run()
         write_record(path, record)
         failure_path(cfg.results_dir, cid).unlink(missing_ok=True)  # a failure of an earlier attempt

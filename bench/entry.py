@@ -24,7 +24,7 @@ from bench.core.errors import ConfigError, SettingError
 from bench.host import compute_info, git_sha
 from bench.identity import GROUPS, cell_id, semantic_config
 from bench.plan import PLAN_MARKER, plan_cell, plan_line, sweep_summary
-from bench.records import failure_path
+from bench.records import failure_path, record_path
 
 
 def scaled_steps(steps: int, *, _root_: DictConfig) -> int:
@@ -174,4 +174,6 @@ def main(cfg: DictConfig) -> None:
             raise
         sys.exit(2)
     if record is not None:  # None: another process holds the cell
-        log.info(summary_line(record))
+        overrides = " ".join(hc.overrides.task) or "none"
+        path = record_path(cfg.results_dir, record.cell_id)
+        log.info("%s | overrides: %s | record: %s", summary_line(record), overrides, path)

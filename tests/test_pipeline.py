@@ -156,6 +156,19 @@ def test_a_chance_victim_is_flagged_in_its_record(smoke_cfg) -> None:
     assert any("did not take" in w for w in record.warnings)
 
 
+def test_output_to_a_non_terminal_talks_in_lines(tmp_path: Path) -> None:
+    """A SLURM log is not a terminal: progress comes as lines (the victim's epochs), the cell's start names
+    its record, and the last line repeats the record path with the overrides."""
+    dirs = (f"results_dir={tmp_path}/r", f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/h")
+    out = run_cli("experiment=smoke", "defense=none", "progress=true", "attack.poison_rate=0.05", *dirs,
+                  cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = (out.stdout + out.stderr).splitlines()
+    assert any("victim epoch 1/2: loss" in line for line in lines)
+    assert any("started; its record will be" in line for line in lines)
+    assert "attack.poison_rate=0.05" in lines[-1] and f"record: {tmp_path}/r/" in lines[-1]
+
+
 def test_dry_run_says_what_a_sweep_would_do_and_does_nothing(tmp_path: Path) -> None:
     dirs = (f"results_dir={tmp_path}/r", f"cache_dir={tmp_path}/c", f"hydra.sweep.dir={tmp_path}/s")
     out = run_cli("-m", "experiment=smoke", "attack=badnets,blend", "defense=none,ft", "dry_run=true", *dirs,
