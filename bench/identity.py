@@ -22,6 +22,8 @@ RUN_ONLY_KEYS = (
     "results_dir", "cache_dir", "data_dir", "logger", "device", "progress", "eval_batch_size", "overwrite",
     "dry_run",
 )  # fmt: skip
+# Keys whose value reaches the hash through the keys that read them (model_width: every model.width).
+DERIVED_KEYS = ("model_width",)
 # Keys added after records were committed, with the value every earlier record ran with: at that value a
 # key stays out of the hash, so earlier cell ids and cache keys remain valid.
 LATER_KEYS = {"precision": "auto", "train.label_smoothing": 0.0}
@@ -62,7 +64,7 @@ def hashed_targets(node: Any) -> Any:
 def semantic_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """The resolved config minus keys that cannot change the result (paths, logging, device), in the form
     it is hashed in."""
-    out = {k: v for k, v in container(cfg).items() if k not in RUN_ONLY_KEYS}
+    out = {k: v for k, v in container(cfg).items() if k not in (*RUN_ONLY_KEYS, *DERIVED_KEYS)}
     for dotted, default in LATER_KEYS.items():
         *parents, key = dotted.split(".")
         node = out

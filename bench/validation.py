@@ -39,6 +39,7 @@ class RunSettings:
     """The top-level keys of conf/config.yaml (the groups are checked against their ``_target_``)."""
 
     seed: int = 0
+    model_width: Positive = 1.0
     budget: Budget | None = None
     precision: Precision = "auto"
     defender_ratio: OpenFraction = 0.05

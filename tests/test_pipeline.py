@@ -19,7 +19,7 @@ from bench.cell import run_cell
 from bench.identity import cell_id, semantic_config
 from bench.records import claim_path, read_records, record_path
 from bench.wandb_logger import WandbLogger
-from tests.conftest import REPO, SMOKE_DATASET, group_options, needs_smoke_data
+from tests.conftest import REPO, SMOKE_DATASET, group_options, needs_smoke_data, slow_params
 
 pytestmark = needs_smoke_data
 
@@ -229,6 +229,21 @@ SMOKE_ATTACK_OVERRIDES = {
     # the smoke budget's 40 codec steps cannot hide a secret (the attack refuses): a small, readable one
     "issba": ["attack.steps=300", "attack.bits=8", "attack.width=8", "attack.lr=3e-3", "attack.holdout=100"],
 }
+
+
+PLAIN_MODELS = ("resnet18", "timm")  # the Table 1 architecture, and timm (no width: keeps its own)
+
+
+@pytest.mark.parametrize(
+    "model", [*PLAIN_MODELS, *slow_params(*(m for m in group_options("model") if m not in PLAIN_MODELS))]
+)
+def test_every_model_runs_in_plain_smoke_form(smoke_cfg, model: str) -> None:
+    """``experiment=smoke model=<any>``, no other override: the suite's own architectures at 1/8 width
+    (``model_width``), timm models at theirs."""
+    cfg, names = smoke_cfg(f"model={model}", "defense=none")
+    record = run_cell(cfg, names)
+    assert record.model == model
+    assert cfg.model.get("width", 1.0) == (1.0 if model == "timm" else 0.125)
 
 
 @pytest.mark.parametrize("name", [a for a in group_options("attack") if a != "none"])
