@@ -145,9 +145,12 @@ class CellRun:
             attack_info=meta.attack_info,
             defense_info=info,
             detection_info=detection_info,
-            warnings=sanity_warnings(
-                victim.data.num_classes, self.names["defense"], before, after, detection_info
-            ),  # fmt: skip
+            warnings=[  # what the attack flagged about its victim, then the cell's own sanity flags
+                *meta.attack_info.get("warnings", []),
+                *sanity_warnings(
+                    victim.data.num_classes, self.names["defense"], before, after, detection_info
+                ),
+            ],
         )
         return record
 

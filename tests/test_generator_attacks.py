@@ -156,12 +156,14 @@ def test_issba_decoder_reads_the_secret_back_on_held_out_images() -> None:
     assert (residual[0] - residual[1]).abs().max() > 1e-3
 
 
-def test_issba_refuses_when_the_secret_cannot_be_read() -> None:
+def test_issba_flags_a_secret_that_cannot_be_read() -> None:
     data = bundle(300)
-    attack = ISSBA(bits=8, steps=0, holdout=100, width=4)
+    attack = ISSBA(bits=8, steps=0, holdout=100, width=4)  # an untrained codec
     attack.setup(data)
-    with pytest.raises(ConfigError, match="bit accuracy"):
-        attack.poison(data.train, context(data.train))
+    attack.poison(data.train, context(data.train))
+    assert attack.info["bit_accuracy"] < 0.9
+    (warning,) = attack.info["warnings"]
+    assert f"bit accuracy {attack.info['bit_accuracy']:.3f} < attack.bit_accuracy_floor=0.9" in warning
 
 
 def test_sunrise_scenes_are_warm_images_in_range() -> None:

@@ -221,13 +221,13 @@ def test_wandb_offline_run_is_written(smoke_cfg, tmp_path: Path, monkeypatch) ->
 # the target class's features); a smoke victim (2 epochs on 2,000 images, ~25% ACC) has not, so their ASR
 # is checked on the cpu_cifar victims (results/cpu_cifar/attacks.md), not here.
 CLEAN_LABEL = ("sig", "cl")
-# Shrunk optimisation budgets, so that every smoke cell takes seconds.
+# Trojan's trigger steps and CL's PGD steps are the papers' numbers and not budget-scaled (scaling them
+# would change the committed records of the Fashion-MNIST grid), so plain smoke spends ~1.5 min and ~45 s
+# on them; their smoke cells here shorten them.
 SMOKE_ATTACK_OVERRIDES = {
     "trojan": ["attack.steps=20"],
     "cl": ["attack.steps=2"],
     "adap_blend": ["attack.poison_rate=0.05"],  # 0.3% of 2,000 images is 6: too few to learn in 2 epochs
-    # the smoke budget's 40 codec steps cannot hide a secret (the attack refuses): a small, readable one
-    "issba": ["attack.steps=300", "attack.bits=8", "attack.width=8", "attack.lr=3e-3", "attack.holdout=100"],
 }
 
 
@@ -254,6 +254,8 @@ def test_smoke_cell_per_attack(smoke_cfg, name: str) -> None:
         assert record.asr_before > 100 / 10 + 5
     assert record.asr == record.asr_before  # defense=none
     assert record.aux_train_s >= 0 and record.attack_train_s > 0
+    if name == "issba":  # 40 codec steps cannot hide a secret: the records say so
+        assert any(w.startswith("issba: the decoder reads the secret back") for w in record.warnings)
     if name == "trojan":  # its clean model was trained and cached by the pipeline, so the row has it
         assert record.acc_clean_model is not None
         assert record.attack_info["activation_after"] > record.attack_info["activation_before"]
