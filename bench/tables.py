@@ -96,6 +96,9 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     ours (acc, asr, ra, der, defense_s, n_seeds) and the paper's (paper_acc, paper_asr)."""
     frame = one_pair(frame[frame.attack != "none"])
     paper = paper_table1() if paper is None else paper
+    pair = tuple(frame[["dataset", "model"]].iloc[0])
+    if pair != PAPER_PAIR:  # the paper's numbers are of its pair only
+        paper = paper.assign(acc=float("nan"), asr=float("nan"))
     ours = seed_means(frame, ["attack", "defense"], ["acc", "asr", "ra", "der", "defense_s"])
     ours = ours.merge(warned_cells(frame), how="left")
     attacks = ordered(ours.attack, first_seen(paper.attack))
@@ -109,7 +112,9 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     same = table.assign(**{f"paper_{m}": table[f"paper_{m}"].where(table[m].notna()) for m in ("acc", "asr")})
     average = same.groupby("defense", sort=False).mean(numeric_only=True).reset_index()
     average = average.assign(attack=AVERAGE, n_seeds=float("nan"), warned=False)
-    return pd.concat([table, average[table.columns]], ignore_index=True)
+    out = pd.concat([table, average[table.columns]], ignore_index=True)
+    out.attrs["pair"] = pair
+    return out
 
 
 def warned_cells(frame: pd.DataFrame) -> pd.DataFrame:
@@ -126,10 +131,12 @@ def wide(table: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def best_mask(values: pd.DataFrame, lower_is_better: bool) -> pd.DataFrame:
-    """True where a repaired model is the best of its row (``none``, the undefended model, never is)."""
+    """True where a repaired model is the best of its row (``none``, the undefended model, never is), in
+    rows where at least two repaired models compete."""
     repaired = values.drop(columns=["none"], errors="ignore")
     best = repaired.min(axis=1) if lower_is_better else repaired.max(axis=1)
-    mask = repaired.eq(best, axis=0) & repaired.notna()
+    competing = repaired.notna().sum(axis=1) >= 2
+    mask = repaired.eq(best, axis=0) & repaired.notna() & competing.to_numpy()[:, None]
     return mask.reindex(columns=values.columns, fill_value=False)
 
 
@@ -159,12 +166,16 @@ def formatted(table: pd.DataFrame, metric: str, latex: bool = False) -> pd.DataF
     return out
 
 
+MIN_SPEARMAN = 5
+PAPER_PAIR = ("cifar10", "resnet18")  # Table 1's dataset and architecture
+
+
 def spearman(table: pd.DataFrame, metric: str = "asr") -> tuple[float, int]:
     """Rank correlation of our per-defense average with the paper's, over the defenses (other than
     ``none``) that have both; pandas' Pearson on ranks, so no SciPy is needed."""
     avg = table[(table.attack == AVERAGE) & (table.defense != "none")]
     both = avg[[metric, f"paper_{metric}"]].dropna()
-    if len(both) < 2:
+    if len(both) < MIN_SPEARMAN:  # a rank correlation over fewer defenses says little
         return float("nan"), len(both)
     return both[metric].rank().corr(both[f"paper_{metric}"].rank()), len(both)
 
@@ -172,14 +183,23 @@ def spearman(table: pd.DataFrame, metric: str = "asr") -> tuple[float, int]:
 def table1_markdown(table: pd.DataFrame) -> str:
     rho, n = spearman(table)
     cells = table[table.attack != AVERAGE]
-    parts = [f"{int(cells.acc.notna().sum())} of {len(cells)} cells have a record.\n"]
+    dataset, model = table.attrs.get("pair", ("?", "?"))
+    paper_note = "" if (dataset, model) == PAPER_PAIR else (
+        f" The paper's numbers are for {PAPER_PAIR[0]} / {PAPER_PAIR[1]} and are not shown beside these."
+    )  # fmt: skip
+    parts = [f"Table 1 on {dataset} / {model}. {int(cells.acc.notna().sum())} of {len(cells)} cells have a "
+             f"record.{paper_note}\n"]  # fmt: skip
     for metric, title in (("asr", "ASR (%)"), ("acc", "ACC (%)")):
         body = formatted(table, metric).to_markdown(colalign=("left",) + ("right",) * table.defense.nunique())
         parts.append(f"### {title}: ours (paper)\n\n{body}\n")
+    spearman_text = (
+        f"{rho:.2f} over {n} defenses" if n >= MIN_SPEARMAN
+        else f"not computed ({n} defenses with both numbers; it needs {MIN_SPEARMAN})"
+    )  # fmt: skip
     parts.append(
-        f"Spearman correlation of our per-defense average ASR with the paper's: {rho:.2f} "
-        f"over {n} defenses.\n"
-        f"Bold: the best repaired model of a row (lowest ASR, highest ACC). {GAP}: no record for the cell. "
+        f"Spearman correlation of our per-defense average ASR with the paper's: {spearman_text}.\n"
+        f"Bold: the best repaired model of a row (lowest ASR, highest ACC) where two or more compete. "
+        f"{GAP}: no record for the cell. "
         "Averages are over the attacks with a record, the paper's over the same attacks. "
         f"{WARNED}: the cell's record carries a sanity warning (bench/sanity.py: a model at chance, a "
         "backdoor that did not take, a defense that changed nothing); it is never bold.\n"

@@ -93,8 +93,8 @@ def test_bold_marks_the_best_repaired_cell_and_gaps_stay_gaps(frame: pd.DataFram
 
 
 def test_a_warned_cell_is_marked_and_never_bold(tmp_path: Path) -> None:
-    """BadNets x UNIT's record says its repaired model is at chance: the cell is marked, and the best
-    repaired ASR of the row is the next one's."""
+    """BadNets x UNIT's record says its repaired model is at chance: the cell is marked and leaves the
+    competition, so FT, the only other repaired model of the row, is not bold either."""
     root = write_records(tmp_path / "runs")
     path = root / "badnets-unit-0.json"
     path.write_text(
@@ -102,7 +102,7 @@ def test_a_warned_cell_is_marked_and_never_bold(tmp_path: Path) -> None:
     )
     asr = tables.formatted(tables.table1(records_frame(root)), "asr")
     assert asr.loc["BadNets", "UNIT"] == f"2.00{tables.WARNED} (0.78)"
-    assert asr.loc["BadNets", "FT"] == "**40.00** (9.78)"
+    assert asr.loc["BadNets", "FT"] == "40.00 (9.78)"
 
 
 def test_sanity_warnings_name_what_is_wrong() -> None:
@@ -149,7 +149,7 @@ def test_cli_writes_tables(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "o" / "table1.md").read_text()
     assert "| BadNets" in text and "**2.00** (0.78)" in text and "Spearman" in text
-    assert text.startswith("5 of 6 cells have a record.")  # blend x ft is missing
+    assert text.startswith("Table 1 on cifar10 / resnet18. 5 of 6 cells have a record.")  # no blend x ft
 
 
 def test_cli_refuses_a_table_of_mixed_configs_and_where_picks_one(tmp_path: Path) -> None:
@@ -170,7 +170,7 @@ def test_cli_refuses_a_table_of_mixed_configs_and_where_picks_one(tmp_path: Path
     picked = cli("--out", str(tmp_path / "p"), "--where", "attack.poison_rate=0.1")
     assert picked.returncode == 0, picked.stderr
     picked_table = (tmp_path / "p" / "table1.md").read_text()
-    assert picked_table.startswith("1 of 1 cells") and "40.00" in picked_table and "80.00" not in picked_table
+    assert "1 of 1 cells" in picked_table and "40.00" in picked_table and "80.00" not in picked_table
     listing = cli("--attack", "badnets", "--defense", "ft")
     assert "differ in attack.poison_rate" in listing.stdout and "|   attack.poison_rate |" in listing.stdout
 
@@ -197,3 +197,19 @@ def test_clean_accuracy_is_joined_from_the_clean_record_whatever_ran_first(tmp_p
     path.write_text(json.dumps(json.loads(path.read_text()) | {"acc_clean_model": None}))
     frame = records_frame(root).set_index("cell_id")
     assert frame.loc["blend-unit", "acc_clean_model"] == frame.loc["none-none", "acc_before"] == 92.0
+
+
+def test_labels_bold_and_spearman_say_only_what_the_records_support(tmp_path: Path) -> None:
+    """Fashion-MNIST records: no paper numbers beside them, the pair named; Spearman needs 5 defenses;
+    a row with one repaired model has no bold."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    for (attack, defense), (acc, asr) in CELLS.items():
+        r = record(attack, defense, acc, asr) | {"dataset": "fashion_mnist"}
+        (root / f"{attack}-{defense}.json").write_text(json.dumps(r))
+    t1 = tables.table1(records_frame(root))
+    text = tables.table1_markdown(t1)
+    assert text.startswith("Table 1 on fashion_mnist / resnet18.") and "not shown beside these" in text
+    assert "(0.78)" not in text and "not computed (0 defenses" in text
+    asr = tables.formatted(t1, "asr")
+    assert asr.loc["BadNets", "UNIT"] == "**2.00**" and asr.loc["Blend", "UNIT"] == "5.00"  # Blend: UNIT only
