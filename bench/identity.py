@@ -20,7 +20,7 @@ CLEAN_ATTACK = {"_target_": "bench.attacks.none.NoAttack"}
 # Keys that change where or how a cell runs, never its result.
 RUN_ONLY_KEYS = (
     "results_dir", "cache_dir", "data_dir", "logger", "device", "progress", "eval_batch_size", "overwrite",
-    "dry_run",
+    "dry_run", "output_root",
 )  # fmt: skip
 # Keys whose value reaches the hash through the keys that read them (model_width: every model.width).
 DERIVED_KEYS = ("model_width",)

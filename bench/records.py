@@ -59,6 +59,7 @@ class Record:
     defense_info: dict[str, Any] = _field("info")  # what the defense reported about itself (JSON)
     detection_info: dict[str, Any] = _field("info")  # TPR/FPR of a defense that flags inputs
     warnings: list[str] = _field("info")  # sanity flags (bench.sanity): a number here is not a finding
+    victim_checkpoint: str | None = _field("provenance")  # the model cache file of the victim
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -51,6 +51,7 @@ class RunSettings:
     dry_run: bool = False
     cache_dir: str = ".cache/models"
     data_dir: str = "data"
+    output_root: str = "."
 
 
 GROUP_KEYS = ("dataset", "model", "attack", "defense", "train", "logger")

@@ -69,9 +69,10 @@ def test_clean_model_accuracy_is_reported_once_cached(smoke_cfg) -> None:
     assert record.acc_clean_model == clean.acc_before
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, wandb_mode: str = "disabled") -> subprocess.CompletedProcess:
     """``python -m bench <args>`` in a subprocess, on the smoke data set unless ``args`` name another."""
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "WANDB_MODE": wandb_mode, "PYTHONPATH": str(REPO)}
+    env.pop("BENCH_CACHE_DIR", None)
     dataset = [] if any(a.startswith("dataset=") for a in args) else [f"dataset={SMOKE_DATASET}"]
     lead = [a for a in args[:1] if a == "-m"]  # argparse: the overrides after the flags, together
     cmd = [sys.executable, "-m", "bench", *lead, *dataset, *args[len(lead) :]]
@@ -167,6 +168,18 @@ def test_output_to_a_non_terminal_talks_in_lines(tmp_path: Path) -> None:
     assert any("victim epoch 1/2: loss" in line for line in lines)
     assert any("started; its record will be" in line for line in lines)
     assert "attack.poison_rate=0.05" in lines[-1] and f"record: {tmp_path}/r/" in lines[-1]
+
+
+def test_one_output_root_holds_everything_a_run_writes(tmp_path: Path) -> None:
+    out = run_cli("experiment=smoke", "defense=none", "logger=wandb", f"output_root={tmp_path}/o",
+                  cwd=tmp_path, wandb_mode="offline")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (record,) = read_records(tmp_path / "o" / "results" / "smoke")
+    assert Path(record["victim_checkpoint"]).is_file()
+    assert Path(record["victim_checkpoint"]).parent == tmp_path / "o" / ".cache" / "models"
+    assert list((tmp_path / "o" / "outputs").rglob("environment.json"))
+    assert list((tmp_path / "o" / "wandb").glob("offline-run-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # nothing beside it
 
 
 def test_dry_run_says_what_a_sweep_would_do_and_does_nothing(tmp_path: Path) -> None:
