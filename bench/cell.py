@@ -145,6 +145,14 @@ class CellRun:
             attack_info=meta.attack_info,
             defense_info=info,
             detection_info=detection_info,
+            curves={
+                name: curve
+                for name, curve in (
+                    ("victim", meta.loss_per_epoch),
+                    ("defense", info.get("loss_per_epoch", [])),
+                )
+                if curve
+            },
             victim_checkpoint=str(self.ctx.cache.path(victim.key)),
             warnings=[  # what the attack flagged about its victim, then the cell's own sanity flags
                 *meta.attack_info.get("warnings", []),

@@ -60,6 +60,7 @@ class Record:
     detection_info: dict[str, Any] = _field("info")  # TPR/FPR of a defense that flags inputs
     warnings: list[str] = _field("info")  # sanity flags (bench.sanity): a number here is not a finding
     victim_checkpoint: str | None = _field("provenance")  # the model cache file of the victim
+    curves: dict[str, list[float]] = _field("info")  # per-epoch losses: "victim", and the defense's own
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,7 +111,8 @@ def write_record(path: Path, record: Record) -> None:
 def read_record(path: Path) -> Record:
     """A record file as a ``Record`` (fields a record predates are None)."""
     stored = json.loads(path.read_text())
-    return Record(**{name: stored.get(name) for name in FIELDS} | {"warnings": stored.get("warnings") or []})
+    fields = {name: stored.get(name) for name in FIELDS}
+    return Record(**fields | {"warnings": fields["warnings"] or [], "curves": fields["curves"] or {}})
 
 
 def read_records(results_dir: str | Path) -> list[dict[str, Any]]:

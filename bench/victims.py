@@ -38,6 +38,7 @@ class VictimMeta:
     images_per_s: float | None = None
     compute: dict[str, Any] | None = None
     attack_info: dict[str, Any] = field(default_factory=dict)
+    loss_per_epoch: list[float] = field(default_factory=list)  # the victim's training curve
 
 
 @dataclass
@@ -154,7 +155,7 @@ def train_victim(ctx: CellContext, data: DataBundle, attack: Attack) -> VictimEn
     acc = evaluate(model, data.test, None, attack.target, device, cfg.eval_batch_size)["acc"]
     info = {**attack.info, **({"aux_networks_train_s": models.train_s} if models.train_s else {})}
     meta = VictimMeta(acc, round(train_s, 3), round(aux_s, 3), round(stats["images_per_s"], 1),
-                      compute_info(), info)  # fmt: skip
+                      compute_info(), info, stats["loss_per_epoch"])  # fmt: skip
     return VictimEntry(cpu_state(model), cpu_state(attack), meta)
 
 

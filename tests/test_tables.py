@@ -213,3 +213,29 @@ def test_labels_bold_and_spearman_say_only_what_the_records_support(tmp_path: Pa
     assert "(0.78)" not in text and "not computed (0 defenses" in text
     asr = tables.formatted(t1, "asr")
     assert asr.loc["BadNets", "UNIT"] == "**2.00**" and asr.loc["Blend", "UNIT"] == "5.00"  # Blend: UNIT only
+
+
+def test_wandb_logger_draws_each_curve_against_its_own_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    logged: list[dict] = []
+
+    class FakeRun:
+        summary: dict = {}
+
+        def define_metric(self, name: str, step_metric: str | None = None) -> None:
+            logged.append({"define": name, "step": step_metric})
+
+        def log(self, values: dict) -> None:
+            logged.append(values)
+
+        def finish(self) -> None:
+            pass
+
+    monkeypatch.setitem(sys.modules, "wandb", type(sys)("wandb"))
+    sys.modules["wandb"].init = lambda **kwargs: FakeRun()
+    fields = record("badnets", "ft", 89.0, 40.0) | {"curves": {"victim": [2.0, 1.5], "defense": [0.4]}}
+    WandbLogger(mode="offline").log_record(Record(**{name: fields.get(name) for name in FIELDS}))
+    assert {"define": "victim/loss", "step": "victim/epoch"} in logged
+    assert {"victim/epoch": 2, "victim/loss": 1.5} in logged and {
+        "defense/epoch": 1,
+        "defense/loss": 0.4,
+    } in logged

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import torch
 import torch.nn as nn
@@ -176,8 +176,9 @@ def fit(
     progress: bool = True,
     loss_fn: Loss | None = None,
     until: Callable[[nn.Module], bool] | None = None,
-) -> dict[str, float]:
-    """Train ``model`` in place; returns seconds, images/s, the last epoch's mean loss and the epochs run.
+) -> dict[str, Any]:
+    """Train ``model`` in place; returns seconds, images/s, the last epoch's mean loss, the epochs run and
+    every epoch's mean loss (``loss_per_epoch``: the curve the W&B logger draws).
 
     ``hooks`` (in-batch poisoning, see ``TrainingHooks``) see each float batch before augmentation;
     ``perturb`` (adversarial training) replaces the augmented batch just before the step; ``loss_fn`` replaces
@@ -201,7 +202,7 @@ def fit(
     start, seen, loss_sum = time.perf_counter(), 0, torch.zeros(())
     bar = progress_bar(total=recipe.epochs * steps_per_epoch, desc=desc, enabled=progress)
     hooks = hooks or TrainingHooks()
-    epochs_run = 0
+    epochs_run, history = 0, []
     for epoch in range(recipe.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
@@ -223,7 +224,8 @@ def fit(
             loss_sum += loss.detach().float() * len(idx)
             seen += len(idx)
             bar.update()
-        bar.set_postfix(loss=f"{loss_sum.item() / n:.3f}")
+        history.append(round(loss_sum.item() / n, 5))
+        bar.set_postfix(loss=f"{history[-1]:.3f}")
         if progress and bar.disable:  # not a terminal (a SLURM or nohup log): one line per epoch
             log.info("%s epoch %d/%d: loss %.4f, %.0f images/s", desc, epoch + 1, recipe.epochs,
                      loss_sum.item() / n, seen / (time.perf_counter() - start))  # fmt: skip
@@ -240,4 +242,5 @@ def fit(
         "images_per_s": seen / max(seconds, 1e-9),
         "loss": loss_sum.item() / max(n, 1),
         "epochs": epochs_run,
+        "loss_per_epoch": history,
     }

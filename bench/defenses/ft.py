@@ -20,4 +20,8 @@ class FineTune(Defense):
 
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         stats = fit(model, ctx.data, self.recipe, ctx.device, seed=ctx.seed, desc="ft", progress=ctx.progress)
-        return model, {"epochs": self.recipe.epochs, "final_loss": round(stats["loss"], 4)}
+        return model, {
+            "epochs": self.recipe.epochs,
+            "final_loss": round(stats["loss"], 4),
+            "loss_per_epoch": stats["loss_per_epoch"],
+        }

@@ -88,5 +88,7 @@ class NeuralCleanse(Defense):
         stats = fit(
             model, data, self.recipe, ctx.device, seed=ctx.seed, desc="nc unlearn", progress=ctx.progress
         )
-        info.update(action="unlearned", final_loss=round(stats["loss"], 4))
+        info.update(
+            action="unlearned", final_loss=round(stats["loss"], 4), loss_per_epoch=stats["loss_per_epoch"]
+        )
         return model, info
