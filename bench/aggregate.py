@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import figures, tables
+from bench.identity import MODEL_KEYS
 from bench.records import read_records, record_fields
 from bench.wandb_records import read_api, read_offline
 
@@ -39,8 +40,7 @@ def records_frame(source: str | Path, wandb: bool = False) -> pd.DataFrame:
 def victim_setting(record: dict) -> str:
     """What a row's clean model shares with its victims: data, architecture, recipe, seed, precision."""
     config = record.get("config") or {}
-    keys = ("dataset", "model", "train", "seed", "precision")
-    return json.dumps({k: config.get(k) for k in keys}, sort_keys=True, default=str)
+    return json.dumps({k: config.get(k) for k in MODEL_KEYS}, sort_keys=True, default=str)
 
 
 def with_clean_accuracy(records: list[dict]) -> list[dict]:

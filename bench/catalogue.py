@@ -5,24 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("attack", "defense", "model", "dataset", "experiment", "pair")
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the config tree (bench.entry composes it)
+LISTED_GROUPS = ("attack", "defense", "model", "dataset", "experiment", "pair")
 
 
 def description(path: Path) -> str:
     """The first sentence of the file's leading comment block, else its ``_target_``."""
-    lines = []
-    for line in path.read_text().splitlines():
+    file_lines, comment = path.read_text().splitlines(), []
+    for line in file_lines:
         if not line.startswith("#"):
             break
         text = line.lstrip("#").strip()
         if text and not text.startswith("@package"):
-            lines.append(text)
-    text = " ".join(lines)
-    if text:
-        return first_sentence(text)
-    targets = [line.split(":", 1)[1].strip() for line in path.read_text().splitlines()
-               if line.startswith("_target_:")]  # fmt: skip
+            comment.append(text)
+    if comment:
+        return first_sentence(" ".join(comment))
+    targets = [line.split(":", 1)[1].strip() for line in file_lines if line.startswith("_target_:")]
     return targets[0] if targets else ""
 
 
@@ -41,7 +39,7 @@ def first_sentence(text: str) -> str:
 
 def catalogue(width: int = 110) -> str:
     out = []
-    for group in GROUPS:
+    for group in LISTED_GROUPS:
         out.append(f"{group}=")
         for path in sorted((CONF_DIR / group).glob("*.yaml")):
             line = f"  {path.stem:<22} {description(path)}"

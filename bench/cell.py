@@ -20,7 +20,7 @@ from bench.context import CellContext
 from bench.core.errors import ConfigError
 from bench.defenses import Defense, Detector
 from bench.host import compute_info, git_sha
-from bench.identity import CLEAN_ATTACK, GROUPS, cell_id, container, is_clean, victim_key
+from bench.identity import CLEAN_ATTACK, GROUPS, cell_id, cell_label, container, is_clean, victim_key
 from bench.metrics import der, detection, evaluate
 from bench.records import (
     SCHEMA_VERSION,
@@ -118,7 +118,7 @@ class CellRun:
         eval_s += time.perf_counter() - start
 
         meta = victim.entry.meta
-        record = Record(
+        return Record(
             schema_version=SCHEMA_VERSION,
             cell_id=self.cid,
             **{g: self.names[g] for g in GROUPS},
@@ -161,7 +161,6 @@ class CellRun:
                 ),
             ],
         )
-        return record
 
 
 def summary_line(record: Record) -> str:
@@ -170,7 +169,7 @@ def summary_line(record: Record) -> str:
     def fmt(v: float | None) -> str:
         return "  n/a" if v is None else f"{v:6.2f}"
 
-    cell = " ".join(f"{g}={getattr(record, g)}" for g in GROUPS)
+    cell = cell_label({g: getattr(record, g) for g in GROUPS})
     cached = " (cached model)" if record.cache_hit else ""
     flags = "".join(f" | WARNING: {w}" for w in record.warnings)
     return (

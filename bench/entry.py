@@ -18,11 +18,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bench.catalogue import catalogue
+from bench.catalogue import CONF_DIR, catalogue
 from bench.cell import run_cell, summary_line
-from bench.core.errors import ConfigError, SettingError
+from bench.core.errors import SettingError, config_error
 from bench.host import compute_info, git_sha
-from bench.identity import GROUPS, cell_id, semantic_config
+from bench.identity import GROUPS, cell_id, cell_label, semantic_config
 from bench.plan import PLAN_MARKER, plan_cell, plan_line, sweep_summary
 from bench.records import failure_path, record_path
 
@@ -53,7 +53,6 @@ OmegaConf.register_new_resolver("aux_scaled", aux_scaled_steps, replace=True)
 OmegaConf.register_new_resolver("catalogue", catalogue, replace=True)
 
 log = logging.getLogger("bench")
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def compose_config(overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
@@ -77,15 +76,6 @@ def write_environment(run_dir: Path) -> None:
     (run_dir / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
 
 
-def config_error(exc: BaseException) -> ConfigError | None:
-    """The ConfigError behind ``exc`` (Hydra wraps errors raised in constructors), if any."""
-    while exc is not None:
-        if isinstance(exc, ConfigError):
-            return exc
-        exc = exc.__cause__
-    return None
-
-
 # Written into a failed job's Hydra output directory; SweepReport collects them at the end of a sweep.
 FAILURE_MARKER = "failure.json"
 
@@ -96,21 +86,18 @@ def record_failure(
     """Keep a failed cell's error in its job directory, so the sweep can name it, and, when the cell had
     ``started`` (its settings passed the checks), beside its record's place (``<cell_id>.failed``); a
     rerun retries it (a failure is never a record)."""
-    cell = " ".join(f"{g}={names[g]}" for g in GROUPS)
-    failure = {"cell": cell, "error": message, "git_sha": git_sha(), "argv": sys.argv}
-    if not started:
-        failure["failure_file"] = "none: the settings were refused before the cell started"
-        (job_dir / FAILURE_MARKER).write_text(json.dumps(failure, indent=2) + "\n")
-        return
-    try:
-        cid = cell_id(names, semantic_config(cfg))
-        path = failure_path(cfg.results_dir, cid)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**failure, "cell_id": cid, "config": OmegaConf.to_container(cfg)},
-                                   indent=2, default=str) + "\n")  # fmt: skip
-        failure["failure_file"] = str(path)
-    except Exception as exc:  # the config itself may be what failed, or results_dir unwritable
-        failure["failure_file"] = f"not written: {exc}"
+    failure = {"cell": cell_label(names), "error": message, "git_sha": git_sha(), "argv": sys.argv}
+    failure["failure_file"] = "none: the settings were refused before the cell started"
+    if started:
+        try:
+            cid = cell_id(names, semantic_config(cfg))
+            path = failure_path(cfg.results_dir, cid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**failure, "cell_id": cid, "config": OmegaConf.to_container(cfg)},
+                                       indent=2, default=str) + "\n")  # fmt: skip
+            failure["failure_file"] = str(path)
+        except Exception as exc:  # the config itself may be what failed, or results_dir unwritable
+            failure["failure_file"] = f"not written: {exc}"
     (job_dir / FAILURE_MARKER).write_text(json.dumps(failure, indent=2) + "\n")
 
 

@@ -28,6 +28,8 @@ DERIVED_KEYS = ("model_width",)
 # key stays out of the hash, so earlier cell ids and cache keys remain valid.
 LATER_KEYS = {"precision": "auto", "train.label_smoothing": 0.0}
 DATA_ACCESS_KEYS = ("root", "download")
+# What a trained model depends on besides its attack (or auxiliary spec): the row's clean model shares them.
+MODEL_KEYS = ("dataset", "model", "train", "seed", "precision")
 # Packages moved after records were committed (the plug-in families into bench/, the engine into the
 # ground package): a ``_target_`` is hashed under the module path it had then.
 MOVED_MODULES = {
@@ -79,13 +81,18 @@ def semantic_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
 def model_key(sem: dict[str, Any], **extra: Any) -> str:
     """Cache key of a model trained for this cell's dataset, architecture, recipe and seed, plus ``extra``
     (the attack for victims; the name and spec of an auxiliary model)."""
-    picked = {k: sem[k] for k in ("dataset", "model", "train", "seed", "precision") if k in sem}
+    picked = {k: sem[k] for k in MODEL_KEYS if k in sem}
     return cache_key({**picked, **hashed_targets(extra)})
 
 
 def victim_key(sem: dict[str, Any], attack: dict[str, Any]) -> str:
     """Everything that determines the backdoored model: dataset, model, attack, recipe, seed."""
     return model_key(sem, attack=attack)
+
+
+def cell_label(names: dict[str, str]) -> str:
+    """``dataset=... model=... attack=... defense=...``: how lines and failure files name a cell."""
+    return " ".join(f"{g}={names[g]}" for g in GROUPS)
 
 
 def is_clean(sem: dict[str, Any]) -> bool:

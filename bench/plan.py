@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from bench.context import CellContext
-from bench.identity import GROUPS, cell_id, victim_key
+from bench.identity import cell_id, cell_label, victim_key
 from bench.records import record_path
 
 # Written into each job directory of a dry run; the sweep report sums them.
@@ -25,7 +25,7 @@ def plan_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
     record = record_path(cfg.results_dir, cid)
     victim = victim_key(ctx.sem, ctx.sem["attack"])
     return {
-        "cell": " ".join(f"{g}={names[g]}" for g in GROUPS),
+        "cell": cell_label(names),
         "cell_id": cid,
         "record": str(record),
         "recorded": record.exists(),

@@ -23,7 +23,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bench.core.engine import Precision
-from bench.core.errors import ConfigError, SettingError
+from bench.core.errors import SettingError, config_error
 from bench.core.schema import NON_NEGATIVE, OpenFraction, Positive, PositiveInt, Range
 
 
@@ -191,9 +191,7 @@ def check_constructors(cfg: DictConfig) -> None:
         instantiate(cfg.defense)
         instantiate(cfg.train)
     except Exception as exc:
-        cause: BaseException | None = exc
-        while cause is not None and not isinstance(cause, ConfigError):
-            cause = cause.__cause__
+        cause = config_error(exc)
         if cause is None:
             raise
         raise SettingError(str(cause)) from None

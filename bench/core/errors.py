@@ -7,6 +7,15 @@ class ConfigError(ValueError):
     """An invalid configuration value, named by its config key."""
 
 
+def config_error(exc: BaseException | None) -> ConfigError | None:
+    """The ConfigError behind ``exc`` (Hydra wraps errors raised in constructors), if any."""
+    while exc is not None:
+        if isinstance(exc, ConfigError):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
 class SettingError(ConfigError):
     """A ConfigError found by checking the composed config before any work (``bench.validation``): the
     cell never started, so nothing of it is kept."""
