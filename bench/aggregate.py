@@ -98,7 +98,7 @@ def write_table1(frame: pd.DataFrame, out: Path) -> list[Path]:
 def write_table2(frame: pd.DataFrame, out: Path) -> list[Path]:
     t2 = tables.table2(frame)
     write_csv(t2, out / "table2.csv")
-    (out / "table2.md").write_text(markdown(t2) + "\n")
+    (out / "table2.md").write_text(tables.table2_markdown(t2))
     return [out / "table2.md", out / "table2.csv"]
 
 
@@ -152,12 +152,12 @@ def main() -> None:
                    help="only records whose config has these values: attack.poison_rate=0.05")  # fmt: skip
     args = p.parse_args()
     frame = where(records_frame(args.results_dir, wandb=args.wandb), args.where)
-    if frame.empty:
-        raise SystemExit(f"error: no records in {args.results_dir} match the filters")
     if args.attack:
         frame = frame[frame.attack.isin(args.attack)]
     if args.defense:
         frame = frame[frame.defense.isin(args.defense)]
+    if frame.empty:
+        raise SystemExit(f"error: no records in {args.results_dir} match the filters")
     if args.out:
         try:
             for path in write_tables(frame, args.out):

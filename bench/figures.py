@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.tables import first_seen, label, ordered, paper_table1  # noqa: E402
+from bench.tables import first_seen, label, ordered, paper_table1, setting  # noqa: E402
 
 BARS = (("acc_before", "ACC before", "#9ecae1"), ("acc", "ACC after", "#3182bd"),
         ("asr_before", "ASR before", "#fcbba1"), ("asr", "ASR after", "#de2d26"))  # fmt: skip
@@ -46,13 +46,15 @@ def fig5(frame: pd.DataFrame, out: Path, defense: str = "unit") -> list[Path]:
         ax.set_xticks(x, [label(a) for a in attacks], rotation=30, ha="right")
         ax.set_ylim(0, 105)
         ax.set_ylabel("%")
-        ax.set_title(f"{label(defense)} on {dataset} / {model}")
+        pair_records = frame[(frame.dataset == dataset) & (frame.model == model)]
+        ax.set_title(f"{label(defense)} on {dataset} / {model}{setting(pair_records)}")
     axes[0, 0].legend(ncol=4, loc="lower left", bbox_to_anchor=(0, 1.12), frameon=False)
     return save(fig, out, "fig5")
 
 
 def fig6(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Each defense's wall-clock over the backdoored models it repaired: median bar, min-max whisker."""
+    """Each defense's wall-clock over the backdoored models it repaired: median bar, min-max whisker, the
+    number of models under each bar; the title names every dataset/model pair and device pooled."""
     cells = frame[(frame.defense != "none") & (frame.attack != "none")]
     if cells.empty:
         raise ValueError("no records of a defense on a backdoored model")
@@ -62,9 +64,16 @@ def fig6(frame: pd.DataFrame, out: Path) -> list[Path]:
     x = np.arange(len(stats))
     err = np.vstack([stats["median"] - stats["min"], stats["max"] - stats["median"]])
     ax.bar(x, stats["median"], yerr=err, capsize=3, color="#3182bd")
-    ax.set_xticks(x, [label(d) for d in stats.index], rotation=30, ha="right")
+    ax.set_xticks(x, [f"{label(d)}\nn={n}" for d, n in stats["count"].items()], rotation=30, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("defense wall-clock (s)")
+    pairs = ", ".join(
+        f"{d} / {m}" for d, m in cells[["dataset", "model"]].drop_duplicates().itertuples(index=False)
+    )
     devices = ", ".join(sorted(cells.device.astype(str).unique())) if "device" in cells else "?"
-    ax.set_title(f"median over {int(stats['count'].max())} backdoored models ({devices}); whiskers: min-max")
+    ax.set_title(
+        f"Median wall-clock per defense over the backdoored models it repaired (n under each bar)\n"
+        f"pooled: {pairs}{setting(cells)}; device: {devices}; whiskers: min-max",
+        fontsize=9,
+    )
     return save(fig, out, "fig6")

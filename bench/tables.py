@@ -55,6 +55,25 @@ def ordered(names: pd.Series | list[str], reference: list[str]) -> list[str]:
     return [n for n in reference if n in present] + sorted(present - set(reference))
 
 
+# What a table's records share beyond dataset and model, as "name value" in its heading.
+SETTING_KEYS = {"width": "config.model.width", "epochs": "config.train.epochs",
+                "train images": "config.dataset.train_size", "precision": "config.precision",
+                "budget scale": "config.budget.scale"}  # fmt: skip
+
+
+def setting(frame: pd.DataFrame) -> str:
+    """The training and budget setting of the records for a heading (`` (width 0.25, epochs 20, ...)``,
+    empty when the records lack the keys); a key whose records disagree is shown as ``mixed``, a train
+    size left unset as ``all``."""
+    parts = []
+    for name, column in SETTING_KEYS.items():
+        if column not in frame:
+            continue
+        values = frame[column].astype(object).where(frame[column].notna(), "all").unique()
+        parts.append(f"{name} {values[0] if len(values) == 1 else 'mixed'}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def one_pair(frame: pd.DataFrame) -> pd.DataFrame:
     pairs = frame[["dataset", "model"]].drop_duplicates()
     if len(pairs) != 1:
@@ -114,6 +133,7 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     average = average.assign(attack=AVERAGE, n_seeds=float("nan"), warned=False)
     out = pd.concat([table, average[table.columns]], ignore_index=True)
     out.attrs["pair"] = pair
+    out.attrs["setting"] = setting(frame)
     return out
 
 
@@ -187,11 +207,11 @@ def table1_markdown(table: pd.DataFrame) -> str:
     paper_note = "" if (dataset, model) == PAPER_PAIR else (
         f" The paper's numbers are for {PAPER_PAIR[0]} / {PAPER_PAIR[1]} and are not shown beside these."
     )  # fmt: skip
-    parts = [f"Table 1 on {dataset} / {model}. {int(cells.acc.notna().sum())} of {len(cells)} cells have a "
-             f"record.{paper_note}\n"]  # fmt: skip
+    recorded = f"{int(cells.acc.notna().sum())} of {len(cells)} cells have a record"
+    parts = [f"Table 1 on {dataset} / {model}{table.attrs.get('setting', '')}. {recorded}.{paper_note}\n"]
     for metric, title in (("asr", "ASR (%)"), ("acc", "ACC (%)")):
         body = formatted(table, metric).to_markdown(colalign=("left",) + ("right",) * table.defense.nunique())
-        parts.append(f"### {title}: ours (paper)\n\n{body}\n")
+        parts.append(f"### {title}: {'ours (paper)' if not paper_note else 'ours'}\n\n{body}\n")
     spearman_text = (
         f"{rho:.2f} over {n} defenses" if n >= MIN_SPEARMAN
         else f"not computed ({n} defenses with both numbers; it needs {MIN_SPEARMAN})"
@@ -227,5 +247,23 @@ def table2(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     after = after[ordered(list(after.columns), list(LABELS))].drop(columns=["none"], errors="ignore")
     original = ours.groupby(["dataset", "model"]).acc_before.mean().rename("acc_original")
     theirs = paper.set_index(["dataset", "model"])[["acc_original", "acc_unit"]].add_prefix("paper_")
-    out = pd.concat([original, after.add_prefix("acc_")], axis=1).join(theirs, how="left")
-    return out.reset_index()
+    out = pd.concat([original, after.add_prefix("acc_")], axis=1).join(theirs, how="left").reset_index()
+    out.attrs["setting"] = setting(clean)
+    return out
+
+
+def table2_markdown(table: pd.DataFrame) -> str:
+    """Table 2 with its heading: readable column names, the paper's values where it has the pair."""
+    names = {"acc_original": "No defense", "paper_acc_original": "Paper: no defense",
+             "paper_acc_unit": "Paper: UNIT"}  # fmt: skip
+    names |= {
+        c: label(c.removeprefix("acc_")) for c in table.columns if c.startswith("acc_") and c not in names
+    }
+    cells = table.rename(columns=names).map(
+        lambda v: GAP if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else v
+    )
+    return (
+        f"Table 2: ACC (%) of clean models (attack=none) with no defense and after each defense"
+        f"{table.attrs.get('setting', '')}. The paper's columns are for its own dataset/model pairs and "
+        f"training; {GAP} where it has none.\n\n" + cells.to_markdown(index=False, floatfmt=".2f") + "\n"
+    )

@@ -132,6 +132,10 @@ def test_table2_and_figures_are_written(frame: pd.DataFrame, tmp_path: Path) -> 
     assert (row.dataset, row.model, row.acc_original, row.acc_unit) == ("cifar10", "resnet18", 92.0, 91.0)
     assert row.paper_acc_unit == 92.25
     written = write_tables(frame, tmp_path / "out")
+    text = (tmp_path / "out" / "table2.md").read_text()
+    header = [c.strip() for c in text.splitlines()[2].strip("|").split("|")]
+    assert header == ["dataset", "model", "No defense", "UNIT", "Paper: no defense", "Paper: UNIT"]
+    assert "92.25" in text.splitlines()[4]
     names = sorted(p.name for p in written)
     assert names == sorted(f"{s}.{e}" for s, es in
                            (("table1", "md csv tex"), ("table2", "md csv"), ("fig5", "png pdf"),
@@ -140,6 +144,22 @@ def test_table2_and_figures_are_written(frame: pd.DataFrame, tmp_path: Path) -> 
     csv = pd.read_csv(tmp_path / "out" / "table1.csv")
     gap = csv[(csv.attack == "blend") & (csv.defense == "ft")]
     assert gap.asr.isna().all() and not gap.paper_asr.isna().any()
+
+
+def test_tables_name_their_setting(tmp_path: Path) -> None:
+    """Every table heading says what the records were trained with; a key the records disagree on is
+    shown as mixed, never as one of the values."""
+    config = {"seed": 0, "model": {"width": 0.25}, "train": {"epochs": 20}, "precision": "bf16"}
+    runs = write_records(tmp_path / "runs")
+    for path in runs.glob("*.json"):
+        row = json.loads(path.read_text())
+        epochs = 30 if row["attack"] == "blend" else 20
+        path.write_text(json.dumps(row | {"config": config | {"train": {"epochs": epochs}}}))
+    frame = records_frame(runs)
+    heading = tables.table1_markdown(tables.table1(frame)).splitlines()[0]
+    assert "width 0.25, epochs mixed, precision bf16" in heading
+    clean = tables.table2_markdown(tables.table2(frame)).splitlines()[0]
+    assert "width 0.25, epochs 20, precision bf16" in clean
 
 
 def test_cli_writes_tables(tmp_path: Path) -> None:
