@@ -3,7 +3,8 @@ and the amplified difference, with the exact trigger each cached victim was trai
 patterns included). The figure's title names the dataset and setting.
 
 Usage: python scripts/plot_triggers.py experiment=cpu_cifar [--out results/figures/triggers.png] [--gain 5]
-Victims missing from the model cache are trained first (scripts/run_cpu_attacks.sh trains them all).
+    [--variants]   (adds BadNets' and Reflection's paper variants, each a victim of its own)
+Victims missing from the model cache are trained first (scripts/run_cpu_cifar_victims.sh trains them all).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from bench.victims import load_or_train_victim
 VARIANTS = [("badnets", "paper"), ("reflection", "paper")]
 
 
-def rows() -> list[tuple[str, list[str]]]:
+def rows(variants: bool) -> list[tuple[str, list[str]]]:
     names = sorted(p.stem for p in (CONF_DIR / "attack").glob("*.yaml") if p.stem != "none")
     out = [(name, [f"attack={name}"]) for name in names]
-    out += [(f"{name} ({v})", [f"attack={name}", f"attack.variant={v}"]) for name, v in VARIANTS]
+    if variants:
+        out += [(f"{name} ({v})", [f"attack={name}", f"attack.variant={v}"]) for name, v in VARIANTS]
     return out
 
 
@@ -34,9 +36,10 @@ def main() -> None:
     p.add_argument("--out", default="results/figures/triggers.png")
     p.add_argument("--gain", type=float, default=5.0, help="amplification of |triggered - clean|")
     p.add_argument("--index", type=int, default=0, help="which non-target test image to show")
+    p.add_argument("--variants", action="store_true", help="add the attacks' paper variants as columns")
     args = p.parse_args()
     plt.switch_backend("agg")
-    entries = rows()
+    entries = rows(args.variants)
     fig, axes = plt.subplots(3, len(entries), figsize=(1.1 * len(entries), 3.9))
     for column, (label, extra) in zip(axes.T, entries, strict=True):
         cfg = compose_config([*args.overrides, *extra, "progress=false", "logger=none", "device=cpu"])

@@ -8,7 +8,7 @@ py=${PY:-.venv/bin/python}
 common=(experiment=cpu progress=false logger=none defense=none)
 "$py" -m bench -m "${common[@]}" attack=none,badnets,blend,sig,instagram,reflection,adap_blend,wanet,trojan,cl
 "$py" -m bench -m "${common[@]}" attack=badnets,reflection attack.variant=paper
-"$py" scripts/plot_triggers.py experiment=cpu --out results/figures/triggers.png
+"$py" scripts/plot_triggers.py experiment=cpu --variants --out results/cpu/triggers.png
 # follow-ups in attacks.md: CL at the BNA paper's eps 16/255; WaNet (and its clean reference) at 20 epochs
 "$py" -m bench "${common[@]}" attack=cl attack.eps=16
 "$py" -m bench -m "${common[@]}" attack=none,wanet train.epochs=20
