@@ -34,8 +34,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
         if os.environ.get("CI"):
             raise  # CI installs the packages and runs as root: a cluster that cannot start is a failure
         pytest.skip(f"the SLURM daemons did not start here: {exc}")
-    yield slurm
-    slurm.stop()
+    except BaseException:
+        slurm.stop()  # any other failure of start() must not leave daemons behind either
+        raise
+    try:
+        yield slurm
+    finally:
+        slurm.stop()
 
 
 def sweep(cluster: LocalSlurm, tmp: Path, *overrides: str) -> subprocess.Popen:
