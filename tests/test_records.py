@@ -4,6 +4,7 @@ defaults)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -40,3 +41,24 @@ def test_a_later_key_away_from_its_default_changes_the_id() -> None:
     before = cell_id(names, semantic_config(cfg))
     cfg.precision = "bf16"
     assert cell_id(names, semantic_config(cfg)) != before
+
+
+def readme_cells() -> list[list[str]]:
+    """The cells of the README's cpu_cifar example commands, as override lists (``-m`` lists expanded)."""
+    cells = []
+    for line in (REPO / "README.md").read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        if words[:3] != ["python", "-m", "bench"] or "experiment=cpu_cifar" not in words or "--cfg" in words:
+            continue
+        overrides = [w for w in words[3:] if w != "-m" and not w.startswith("dry_run")]
+        choices = [[f"{w.split('=', 1)[0]}={v}" for v in w.split("=", 1)[1].split(",")] for w in overrides]
+        cells += [list(c) for c in itertools.product(*choices)]
+    return cells
+
+
+@pytest.mark.parametrize("overrides", readme_cells(), ids=" ".join)
+def test_readme_commands_find_their_committed_records(overrides: list[str]) -> None:
+    """Running the README's examples adds no record to a tracked folder: each composes to a committed one."""
+    cfg, names = compose_cfg(overrides)
+    cid = cell_id(names, semantic_config(cfg))
+    assert (REPO / "results" / "cpu_cifar" / "runs" / f"{cid}.json").is_file()
