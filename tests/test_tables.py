@@ -193,6 +193,9 @@ def test_cli_refuses_a_table_of_mixed_configs_and_where_picks_one(tmp_path: Path
     assert "1 of 1 cells" in picked_table and "40.00" in picked_table and "80.00" not in picked_table
     listing = cli("--attack", "badnets", "--defense", "ft")
     assert "differ in attack.poison_rate" in listing.stdout and "|   attack.poison_rate |" in listing.stdout
+    for no_match in (("--where", "attack.poison_rate=0.2"), ("--attack", "wanet"), ("--defense", "seam")):
+        empty = cli(*no_match)  # a filter that matches nothing says so, whichever filter it is
+        assert empty.returncode == 1 and "match the filters" in empty.stderr, no_match
 
 
 def test_records_read_back_from_wandb_offline_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
