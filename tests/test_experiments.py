@@ -1,5 +1,5 @@
 """The grid experiments expand to the cells the paper needs, pick up a new attack or defense by globbing
-its config group, and the cpu_table1 grid reuses the cpu setting's victims."""
+its config group, and the CPU grids reuse their settings' victims."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def cells(experiment: str) -> list[dict[str, str]]:
     return [dict(o.split("=", 1) for o in job) for batch in batches for job in batch]
 
 
-@pytest.mark.parametrize("experiment", ["table1", "cpu_table1"])
+@pytest.mark.parametrize("experiment", ["table1", "cpu_table1", "cpu_cifar_table1"])
 def test_table1_grids_cover_every_attack_and_mitigation(experiment: str) -> None:
     jobs = cells(experiment)
     attacks = group_options("attack")
@@ -52,16 +52,17 @@ def test_pair_sets_dataset_and_model(pair: str) -> None:
     assert f"{names['dataset']}_{names['model']}" == pair
 
 
-@pytest.mark.parametrize("attack", ["badnets", "ia", "issba", "dfst"])
-def test_cpu_table1_reuses_the_cpu_victims(attack: str) -> None:
+@pytest.mark.parametrize("attack", ["badnets", "ia", "issba", "dfst", "lira"])
+@pytest.mark.parametrize(("setting", "grid"), [("cpu", "cpu_table1"), ("cpu_cifar", "cpu_cifar_table1")])
+def test_cpu_grids_reuse_their_settings_victims(setting: str, grid: str, attack: str) -> None:
     """Shrinking the defenses' budget must not retrain the victims (their auxiliary networks included)."""
     keys = []
-    for experiment in ("cpu", "cpu_table1"):
+    for experiment in (setting, grid):
         sem = semantic_config(compose_config([f"experiment={experiment}", f"attack={attack}"]))
         keys.append(victim_key(sem, sem["attack"]))
     assert keys[0] == keys[1]
-    table1 = compose_config(["experiment=cpu_table1", "defense=nc"])
-    assert table1.defense.steps < compose_config(["experiment=cpu", "defense=nc"]).defense.steps
+    table1 = compose_config([f"experiment={grid}", "defense=nc"])
+    assert table1.defense.steps < compose_config([f"experiment={setting}", "defense=nc"]).defense.steps
 
 
 @pytest.mark.parametrize(("preset", "gpus"), [("slurm_gpu", 1), ("slurm_cpu", None)])

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The runs behind results/cpu_cifar/table1.{md,csv,tex}, table2, fig5 and fig6: experiment=cpu_cifar_table1
+# (every attack and the clean model x no defense and every mitigation defense on real CIFAR-10) on a
+# 2-core machine without a GPU, one single-thread sweep per core (scripts/sweep_two_cores.sh), BadNets
+# and Blend first (their rows are the ones the seed-1 rerun repeats). Resumable: rerunning this script
+# finishes an interrupted grid. Nothing else should run beside it (see results/cpu_cifar/grid.md).
+set -euo pipefail
+py=${PY:-.venv/bin/python}
+attacks=badnets,blend,none,trojan,cl,sig,instagram,reflection,adap_blend,wanet,dynamic,ia,lira,issba,dfst
+bash "$(dirname "$0")/sweep_two_cores.sh" cpu_cifar_table1 "$attacks" experiment=cpu_cifar_table1
+"$py" -m bench.aggregate results/cpu_cifar/runs/table1 --out results/cpu_cifar
