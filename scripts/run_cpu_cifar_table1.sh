@@ -4,8 +4,9 @@
 # 2-core machine without a GPU, one single-thread sweep per core (scripts/sweep_two_cores.sh), BadNets
 # and Blend first (their rows are the ones the seed-1 rerun repeats). Resumable: rerunning this script
 # finishes an interrupted grid. Nothing else should run beside it (see results/cpu_cifar/grid.md).
+# Extra arguments are Hydra overrides passed to every cell (e.g. cache_dir=... results_dir=...).
 set -euo pipefail
 py=${PY:-.venv/bin/python}
 attacks=badnets,blend,none,trojan,cl,sig,instagram,reflection,adap_blend,wanet,dynamic,ia,lira,issba,dfst
-bash "$(dirname "$0")/sweep_two_cores.sh" cpu_cifar_table1 "$attacks" experiment=cpu_cifar_table1
+bash "$(dirname "$0")/sweep_two_cores.sh" cpu_cifar_table1 "$attacks" experiment=cpu_cifar_table1 "$@"
 "$py" -m bench.aggregate results/cpu_cifar/runs/table1 --out results/cpu_cifar
