@@ -118,6 +118,8 @@ class CellRun:
         eval_s += time.perf_counter() - start
 
         meta = victim.entry.meta
+        # per-epoch losses; the defense's leaves its info so the record keeps it once
+        curves = {"victim": meta.loss_per_epoch, "defense": info.pop("loss_per_epoch", [])}
         return Record(
             schema_version=SCHEMA_VERSION,
             cell_id=self.cid,
@@ -145,14 +147,7 @@ class CellRun:
             attack_info=meta.attack_info,
             defense_info=info,
             detection_info=detection_info,
-            curves={
-                name: curve
-                for name, curve in (
-                    ("victim", meta.loss_per_epoch),
-                    ("defense", info.get("loss_per_epoch", [])),
-                )
-                if curve
-            },
+            curves={name: curve for name, curve in curves.items() if curve},
             victim_checkpoint=str(self.ctx.cache.path(victim.key)),
             warnings=[  # what the attack flagged about its victim, then the cell's own sanity flags
                 *meta.attack_info.get("warnings", []),

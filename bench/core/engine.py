@@ -228,7 +228,7 @@ def fit(
         bar.set_postfix(loss=f"{history[-1]:.3f}")
         if progress and bar.disable:  # not a terminal (a SLURM or nohup log): one line per epoch
             log.info("%s epoch %d/%d: loss %.4f, %.0f images/s", desc, epoch + 1, recipe.epochs,
-                     loss_sum.item() / n, seen / (time.perf_counter() - start))  # fmt: skip
+                     history[-1], seen / (time.perf_counter() - start))  # fmt: skip
         hooks.after_epoch(model, epoch)
         epochs_run = epoch + 1
         if until is not None and until(model.eval()):
