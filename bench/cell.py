@@ -8,6 +8,7 @@ one list share its cells (``scripts/sweep_two_cores.sh`` runs one per core).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +37,21 @@ from bench.sanity import sanity_warnings
 from bench.victims import Victim, load_or_train_victim
 
 log = logging.getLogger(__name__)
+
+
+class Preempted(BaseException):
+    """SIGTERM arrived (what SLURM sends before it kills a preempted or timed-out job). A BaseException,
+    so no handler takes it for a failure: the cell stops, its claim is released, nothing is recorded."""
+
+
+# Set with the raise: the interpreter drops an exception raised inside a finalizer, and then the flag
+# still stops the cell before its record is written.
+PREEMPTED = threading.Event()
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    PREEMPTED.set()
+    raise Preempted
 
 
 def build_logger(node: DictConfig | None) -> RecordLogger | None:
@@ -71,6 +87,8 @@ def run_cell(cfg: DictConfig, names: dict[str, str]) -> Record | None:
         logger = build_logger(cfg.get("logger"))
         log.info("cell %s started; its record will be %s", cid, path)
         record = CellRun(ctx, names, cid).run()
+        if PREEMPTED.is_set():
+            raise Preempted
         write_record(path, record)
         failure_path(cfg.results_dir, cid).unlink(missing_ok=True)  # a failure of an earlier attempt
         if logger is not None:

@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bench.catalogue import CONF_DIR, catalogue
-from bench.cell import run_cell, summary_line
+from bench.cell import Preempted, run_cell, stop_on_sigterm, summary_line
 from bench.core.errors import SettingError, config_error
 from bench.host import compute_info, git_sha
 from bench.identity import GROUPS, cell_id, cell_label, semantic_config
@@ -118,15 +118,6 @@ class SweepReport(Callback):
             failure = json.loads(marker.read_text())
             print(f"failed: {failure['cell']}: {failure['error']}", file=sys.stderr)
         sys.exit(1)
-
-
-class Preempted(BaseException):
-    """SIGTERM arrived (what SLURM sends before it kills a preempted or timed-out job). A BaseException,
-    so no handler takes it for a failure: the cell stops, its claim is released, nothing is recorded."""
-
-
-def stop_on_sigterm(signum: int, frame: object) -> None:
-    raise Preempted
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import torch
 from filelock import FileLock
 
+from bench import cell
 from bench.cell import run_cell
 from bench.identity import cell_id, semantic_config
 from bench.records import claim_path, read_records, record_path
@@ -218,10 +220,21 @@ def test_sigterm_mid_cell_leaves_no_record_and_a_rerun_completes(tmp_path: Path)
     assert proc.poll() is None, "the cell ended before it could be interrupted"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "SIGTERM" in err and "Traceback" not in err
+    assert proc.returncode == 143 and "SIGTERM" in err and "Traceback" not in err, err
     assert read_records(tmp_path / "r") == [] and not list((tmp_path / "r").glob(".*.claim"))
     assert run_cli(*args, cwd=tmp_path).returncode == 0
     assert len(read_records(tmp_path / "r")) == 1
+
+
+def test_a_swallowed_sigterm_still_stops_the_cell_before_its_record(smoke_cfg, monkeypatch) -> None:
+    """The SIGTERM handler's raise can be lost (the interpreter drops an exception raised inside a
+    finalizer); the flag it sets still stops the cell before its record, and releases the claim."""
+    monkeypatch.setattr(cell, "PREEMPTED", flag := threading.Event())
+    flag.set()
+    cfg, names = smoke_cfg("defense=none")
+    with pytest.raises(cell.Preempted):
+        run_cell(cfg, names)
+    assert read_records(cfg.results_dir) == [] and not list(Path(cfg.results_dir).glob(".*.claim"))
 
 
 def test_wandb_offline_run_is_written(smoke_cfg, tmp_path: Path, monkeypatch) -> None:
