@@ -5,7 +5,6 @@ and the victim's own evaluation, cached beside it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,12 +12,12 @@ import torch
 import torch.nn as nn
 from hydra.utils import instantiate
 
-from bench.attacks import Attack, AttackContext
+from bench.attacks import Attack, AttackContext, TrainNetwork
 from bench.cache import cache_key
 from bench.context import CellContext
 from bench.core.engine import fit, prepare_model, set_precision
 from bench.core.errors import check_fraction
-from bench.core.images import DataBundle, ImageSet, balanced_subset
+from bench.core.images import DataBundle, balanced_subset
 from bench.defenses import DefenderContext
 from bench.host import compute_info, seed_everything
 from bench.identity import CLEAN_ATTACK, model_key, victim_key
@@ -102,6 +101,9 @@ class CachedAuxiliaryModels:
         self.ctx, self.data = ctx, data
         # training seconds of every auxiliary network used, cached or not: what poisoning really costs
         self.train_s: dict[str, float] = {}
+        # what each network's training reported about itself (e.g. LIRA's stage-1 ASR), cached with it so a
+        # cache hit reports it too
+        self.facts: dict[str, dict[str, Any]] = {}
 
     def clean_classifier(self) -> nn.Module:
         def train() -> dict[str, Any]:
@@ -118,22 +120,21 @@ class CachedAuxiliaryModels:
         torch.manual_seed(self.ctx.cfg.seed)
         return build_model(self.ctx, self.data)
 
-    def network(
-        self, name: str, spec: dict[str, Any], module: nn.Module, train: Callable[[nn.Module, ImageSet], None]
-    ) -> nn.Module:
+    def network(self, name: str, spec: dict[str, Any], module: nn.Module, train: TrainNetwork) -> nn.Module:
         def build() -> dict[str, Any]:
             start = time.perf_counter()
-            train(module, self.data.train)
-            return {"model": cpu_state(module), "meta": {"train_s": round(time.perf_counter() - start, 3)}}
+            facts = train(module, self.data.train) or {}
+            meta = {"train_s": round(time.perf_counter() - start, 3), **({"facts": facts} if facts else {})}
+            return {"model": cpu_state(module), "meta": meta}
 
         payload, _ = self.ctx.cache.get_or_create(model_key(self.ctx.sem, auxiliary=name, spec=spec), build)
         self.train_s[name] = payload["meta"]["train_s"]
+        if payload["meta"].get("facts"):
+            self.facts[name] = payload["meta"]["facts"]
         module.load_state_dict(payload["model"])
         return module.to(self.ctx.device).eval()
 
-    def classifier(
-        self, name: str, spec: dict[str, Any], train: Callable[[nn.Module, ImageSet], None]
-    ) -> nn.Module:
+    def classifier(self, name: str, spec: dict[str, Any], train: TrainNetwork) -> nn.Module:
         return prepare_model(self.network(name, spec, self.new_classifier(), train), self.ctx.device)
 
 
@@ -153,7 +154,8 @@ def train_victim(ctx: CellContext, data: DataBundle, attack: Attack) -> VictimEn
                 seed=cfg.seed, desc="victim", progress=cfg.progress)  # fmt: skip
     train_s = time.perf_counter() - start
     acc = evaluate(model, data.test, None, attack.target, device, cfg.eval_batch_size)["acc"]
-    info = {**attack.info, **({"aux_networks_train_s": models.train_s} if models.train_s else {})}
+    aux = {"aux_networks_train_s": models.train_s, "aux_networks_facts": models.facts}
+    info = {**attack.info, **{k: v for k, v in aux.items() if v}}
     meta = VictimMeta(acc, round(train_s, 3), round(aux_s, 3), round(stats["images_per_s"], 1),
                       compute_info(), info, stats["loss_per_epoch"])  # fmt: skip
     return VictimEntry(cpu_state(model), cpu_state(attack), meta)

@@ -120,6 +120,7 @@ class StubModels:
     def __init__(self, train_set: ImageSet | None = None) -> None:
         self.requests: list[str] = []
         self.train_set = train_set
+        self.facts: dict[str, dict[str, Any]] = {}
 
     def clean_classifier(self) -> nn.Module:
         self.requests.append("clean")
@@ -136,7 +137,7 @@ class StubModels:
         """Trains ``module`` for real, on ``self.train_set`` when one is given (no cache)."""
         self.requests.append(name)
         if self.train_set is not None:
-            train(module, self.train_set)
+            self.facts[name] = train(module, self.train_set) or {}
         return module.eval()
 
 

@@ -6,8 +6,13 @@ import logging
 from pathlib import Path
 
 import torch
+import torch.nn as nn
+from omegaconf import OmegaConf
 
 from bench.cache import ModelCache, cache_key
+from bench.context import CellContext
+from bench.victims import CachedAuxiliaryModels
+from tests.conftest import bundle
 
 
 def test_key_depends_on_content_not_order() -> None:
@@ -52,3 +57,22 @@ def test_meta_sidecar_is_made_once_for_an_entry_older_than_sidecars(tmp_path: Pa
     cache.save("k", {"model": {}, "meta": {"acc": 88.0}})
     (tmp_path / "k.meta.json").unlink()  # as entries written before sidecars existed
     assert cache.meta("k") == {"acc": 88.0} and (tmp_path / "k.meta.json").exists()
+
+
+def test_an_auxiliary_networks_facts_are_reported_from_the_cache_too(tmp_path: Path) -> None:
+    """What a network's training reports (LIRA's stage-1 ASR) must reach the record on a cache hit as well:
+    the training that measured it may have run in another process."""
+    ctx = CellContext(OmegaConf.create({}), {"seed": 0}, ModelCache(tmp_path), torch.device("cpu"))
+    trained = []
+
+    def train(net: nn.Module, data) -> dict[str, float]:
+        trained.append(len(data))
+        with torch.no_grad():
+            net.weight.fill_(0.5)
+        return {"stage1_asr": 97.5}
+
+    runs = [CachedAuxiliaryModels(ctx, bundle(20)) for _ in range(2)]  # two cells, one cache
+    nets = [models.network("trigger", {"eps": 0.01}, nn.Linear(2, 2), train) for models in runs]
+    assert trained == [20] and torch.equal(nets[1].weight, torch.full((2, 2), 0.5))  # the second is a hit
+    assert [models.facts for models in runs] == [{"trigger": {"stage1_asr": 97.5}}] * 2
+    assert runs[1].train_s["trigger"] == runs[0].train_s["trigger"]

@@ -129,8 +129,10 @@ def test_lira_stage1_learns_trigger_and_stage2_keeps_it_frozen() -> None:
     attack = LIRA(width=4, lr=1e-2, stage1_epochs=1)
     attack.setup(data)
     start = snapshot(attack.trigger)
-    attack.poison(data.train, context(data.train, Recipe(epochs=1, batch_size=32)))
-    assert not states_equal(attack.trigger, start) and "stage1_asr" in attack.info
+    lent = context(data.train, Recipe(epochs=1, batch_size=32))
+    attack.poison(data.train, lent)
+    assert not states_equal(attack.trigger, start)
+    assert 0 <= lent.models.facts["lira_trigger"]["stage1_asr"] <= 100  # kept with T, for the record
     learnt = snapshot(attack.trigger)
     assert not any(p.requires_grad for p in attack.trigger.parameters())
     x, y = torch.rand(6, 3, 32, 32), torch.full((6,), 3)

@@ -29,6 +29,10 @@ from bench.core.engine import Recipe, TrainingHooks
 from bench.core.errors import ConfigError, check_fraction
 from bench.core.images import DataBundle, ImageSet, quantize, to_float
 
+# Trains an auxiliary network in place on the clean training set; may return facts about the training
+# worth recording (e.g. LIRA's stage-1 ASR), cached with the network and kept in every victim record.
+TrainNetwork = Callable[[nn.Module, ImageSet], dict[str, Any] | None]
+
 
 class AuxiliaryModels(Protocol):
     """Models an attack needs before poisoning, trained once and cached like victims."""
@@ -41,17 +45,14 @@ class AuxiliaryModels(Protocol):
         """An untrained classifier of the cell's architecture (seeded), e.g. a surrogate to train against."""
         ...
 
-    def network(
-        self, name: str, spec: dict[str, Any], module: nn.Module, train: Callable[[nn.Module, ImageSet], None]
-    ) -> nn.Module:
+    def network(self, name: str, spec: dict[str, Any], module: nn.Module, train: TrainNetwork) -> nn.Module:
         """``module`` (a generator, an encoder...) with weights trained by ``train(module, clean_train_set)``
         on a cache miss, loaded from the cache on a hit; cached under the cell's data, model, recipe and
-        seed plus ``name`` and ``spec``; returned on the cell's device in eval mode."""
+        seed plus ``name`` and ``spec``; returned on the cell's device in eval mode. The facts ``train``
+        returns go to the victim's record (``attack_info.aux_networks_facts``), from the cache on a hit."""
         ...
 
-    def classifier(
-        self, name: str, spec: dict[str, Any], train: Callable[[nn.Module, ImageSet], None]
-    ) -> nn.Module:
+    def classifier(self, name: str, spec: dict[str, Any], train: TrainNetwork) -> nn.Module:
         """A fresh classifier of the cell's architecture, trained by ``train(model, clean_train_set)``
         on a cache miss; cached under (the cell's data, model, recipe and seed, ``name``, ``spec``)."""
         ...

@@ -9,7 +9,8 @@ bounded by ``eps`` in L-infinity.
 2. Stage 2 freezes T and trains the victim from scratch on the same 0.5 / 0.5 objective: every batch is
    followed by its triggered copy labelled with the target.
 With a frozen random T this would not be a learnable trigger; the record keeps the surrogate's ASR at
-the end of stage 1 (``stage1_asr``) to show that T learnt one.
+the end of stage 1 (``attack_info.aux_networks_facts.lira_trigger.stage1_asr``, cached with T) to show
+that T learnt one.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class LIRA(Attack):
         ctx = need_context(self, ctx)
         recipe = dataclasses.replace(ctx.recipe, epochs=self.stage1_epochs)
 
-        def stage1(trigger: nn.Module, data: ImageSet) -> None:
+        def stage1(trigger: nn.Module, data: ImageSet) -> dict[str, float]:
             surrogate = ctx.models.new_classifier()
             trigger.to(ctx.device).train()
             hooks = TriggerStep(self, trigger, self.lr)
@@ -97,7 +98,7 @@ class LIRA(Attack):
             with torch.no_grad():
                 hits = sum(int((surrogate(self.perturb(part, trigger)).argmax(1) == self.target).sum())
                            for part in probe.split(250))  # fmt: skip
-            self.info["stage1_asr"] = round(100 * hits / max(len(probe), 1), 2)
+            return {"stage1_asr": round(100 * hits / max(len(probe), 1), 2)}
 
         spec = {"eps": self.eps, "lr": self.lr, "epochs": self.stage1_epochs, "width": self.width}
         ctx.models.network("lira_trigger", spec, self.trigger, stage1)
