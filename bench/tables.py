@@ -200,6 +200,36 @@ def spearman(table: pd.DataFrame, metric: str = "asr") -> tuple[float, int]:
     return both[metric].rank().corr(both[f"paper_{metric}"].rank()), len(both)
 
 
+# What a defense did to a backdoor, by the cell's ASR: removed (<= 10%), survived (>= 50%), or partly
+# removed. Ours and the paper's agree on a cell when they fall in one class; this is coarse on purpose,
+# since a few points of ASR are within what a second seed moves (seed_defenses.md) and the settings differ.
+REMOVED_MAX, SURVIVED_MIN = 10.0, 50.0
+OUTCOMES = ("removed", "partly", "survived")
+
+
+def outcome(asr: pd.Series) -> pd.Series:
+    """The class of each ASR (NaN stays NaN): 0 removed, 1 partly removed, 2 survived."""
+    classes = pd.cut(asr, [-float("inf"), REMOVED_MAX, SURVIVED_MIN - 1e-9, float("inf")], labels=False)
+    return classes.astype(float)
+
+
+def agreement(table: pd.DataFrame) -> pd.DataFrame:
+    """attack x defense marks comparing the ASR outcome of ours with the paper's: ``=`` the same class,
+    ``+`` the backdoor fares better with us (a higher class), ``-`` worse; a gap where either number is
+    missing. The last row counts the agreeing cells of each defense."""
+    cells = table[(table.attack != AVERAGE) & (table.defense != "none")]
+    ours, theirs = outcome(cells.asr), outcome(cells.paper_asr)
+    mark = (ours - theirs).map(lambda d: GAP if pd.isna(d) else "=" if d == 0 else "+" if d > 0 else "-")
+    marks = wide(cells.assign(mark=mark), "mark")
+    both = cells.assign(agree=ours.eq(theirs), both=ours.notna() & theirs.notna())
+    counts = both.groupby("defense", sort=False)[["agree", "both"]].sum()
+    marks.loc[AVERAGE] = [f"{counts.agree[d]}/{counts.both[d]}" for d in marks.columns]
+    marks.index = [label(a) for a in marks.index[:-1]] + ["Agree"]
+    marks.columns = [label(d) for d in marks.columns]
+    marks.index.name = "attack"
+    return marks
+
+
 def table1_markdown(table: pd.DataFrame) -> str:
     rho, n = spearman(table)
     cells = table[table.attack != AVERAGE]
@@ -224,6 +254,16 @@ def table1_markdown(table: pd.DataFrame) -> str:
         f"{WARNED}: the cell's record carries a sanity warning (bench/sanity.py: a model at chance, a "
         "backdoor that did not take, a defense that changed nothing); it is never bold.\n"
     )
+    if not paper_note:
+        marks = agreement(table).to_markdown(colalign=("left",) + ("center",) * (table.defense.nunique() - 1))
+        parts.append(
+            f"### Where we agree with the paper (ASR outcome)\n\n{marks}\n\n"
+            f"Each cell's ASR, ours and the paper's, is classed as removed (<= {REMOVED_MAX:g}%), partly "
+            f"removed, or survived (>= {SURVIVED_MIN:g}%). =: the same class; +: the backdoor fares better "
+            f"with us than in the paper (a higher class); -: worse. Agree: cells in the same class of those "
+            f"with both numbers. ASR only: the ACC table above says what a removal cost (a collapsed model "
+            f"also has a low ASR).\n"
+        )
     return "\n".join(parts)
 
 

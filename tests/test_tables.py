@@ -222,6 +222,22 @@ def test_clean_accuracy_is_joined_from_the_clean_record_whatever_ran_first(tmp_p
     assert frame.loc["blend-unit", "acc_clean_model"] == frame.loc["none-none", "acc_before"] == 92.0
 
 
+def test_agreement_classes_each_cell_against_the_paper(frame: pd.DataFrame) -> None:
+    """BadNets x FT: 40% ASR against the paper's 9.78 (partly removed vs removed); UNIT removes both
+    backdoors in both; Blend x FT has no record of ours; the no-defense column is not compared."""
+    t1 = tables.table1(frame)
+    marks = tables.agreement(t1)
+    assert (
+        marks.loc["BadNets", "FT"] == "+"
+        and marks.loc["BadNets", "UNIT"] == "=" == marks.loc["Blend", "UNIT"]
+    )
+    assert marks.loc["Blend", "FT"] == tables.GAP and "None" not in marks.columns
+    assert marks.loc["Agree"].to_dict() == {"FT": "0/1", "UNIT": "2/2"}
+    survived = t1.assign(asr=t1.asr.where(~((t1.attack == "blend") & (t1.defense == "unit")), 50.0))
+    assert tables.agreement(survived).loc["Blend", "UNIT"] == "+"  # 50% is the survived class's edge
+    assert "### Where we agree with the paper" in tables.table1_markdown(t1)
+
+
 def test_labels_bold_and_spearman_say_only_what_the_records_support(tmp_path: Path) -> None:
     """Fashion-MNIST records: no paper numbers beside them, the pair named; Spearman needs 5 defenses;
     a row with one repaired model has no bold."""
@@ -233,7 +249,7 @@ def test_labels_bold_and_spearman_say_only_what_the_records_support(tmp_path: Pa
     t1 = tables.table1(records_frame(root))
     text = tables.table1_markdown(t1)
     assert text.startswith("Table 1 on fashion_mnist / resnet18.") and "not shown beside these" in text
-    assert "(0.78)" not in text and "not computed (0 defenses" in text
+    assert "(0.78)" not in text and "not computed (0 defenses" in text and "agree with the paper" not in text
     asr = tables.formatted(t1, "asr")
     assert asr.loc["BadNets", "UNIT"] == "**2.00**" and asr.loc["Blend", "UNIT"] == "5.00"  # Blend: UNIT only
 
