@@ -1,10 +1,11 @@
 """Result records -> pandas -> the paper's tables and figures.
 
-``python -m bench.aggregate RUNS_DIR`` prints one markdown row per cell (``--by defense.schedule`` adds
-config columns, ``--victims`` gives one row per backdoored model); ``--out DIR`` writes Table 1
-(``table1.md``, ``.csv``, ``.tex``), Table 2 (``table2.md``, ``.csv``), Fig. 5 and Fig. 6 (``.png``,
-``.pdf``), each when the records hold what it needs. ``--wandb`` reads the records from W&B instead:
-RUNS_DIR is then a directory of offline runs, or ``entity/project`` online.
+``python -m bench.aggregate RUNS_DIR [RUNS_DIR...]`` prints one markdown row per cell of the directories
+read together (``--by defense.schedule`` adds config columns, ``--victims`` gives one row per backdoored
+model); ``--out DIR`` writes Table 1 (``table1.md``, ``.csv``, ``.tex``; the paper's pair when the records
+hold several), Table 2 (``table2.md``, ``.csv``), Fig. 5 and Fig. 6 (``.png``, ``.pdf``), each when the
+records hold what it needs. ``--wandb`` reads the records from W&B instead: RUNS_DIR is then a directory
+of offline runs, or ``entity/project`` online.
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ from bench.wandb_records import read_api, read_offline
 METRICS = list(record_fields(table=True))  # the per-cell columns
 
 
-def records_frame(source: str | Path, wandb: bool = False) -> pd.DataFrame:
-    """One row per record (from JSON records, or W&B runs with ``wandb``); the resolved config is
-    flattened into ``config.<group>.<key>`` columns."""
+def read_source(source: str | Path, wandb: bool) -> list[dict]:
     if not wandb:
-        records = read_records(source)
-    elif Path(source).exists():
-        records = read_offline(source)
-    else:
-        records = read_api(str(source))
+        return read_records(source)
+    return read_offline(source) if Path(source).exists() else read_api(str(source))
+
+
+def records_frame(*sources: str | Path, wandb: bool = False) -> pd.DataFrame:
+    """One row per record of every source (directories of JSON records, or W&B runs with ``wandb``); the
+    resolved config is flattened into ``config.<group>.<key>`` columns."""
+    records = [r for source in sources for r in read_source(source, wandb)]
     if not records:
-        raise FileNotFoundError(f"no records in {source}")
+        raise FileNotFoundError(f"no records in {', '.join(map(str, sources))}")
     return pd.json_normalize(with_clean_accuracy(records))
 
 
@@ -140,7 +142,8 @@ def where(frame: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("results_dir", help="records directory (or, with --wandb, W&B runs)")
+    p.add_argument("results_dirs", nargs="+", metavar="RUNS_DIR",
+                   help="records directories, read together (or, with --wandb, W&B runs)")  # fmt: skip
     p.add_argument("--out", type=Path, help="write the paper's tables and figures into this directory")
     p.add_argument("--wandb", action="store_true", help="read W&B offline run dirs, or entity/project online")
     p.add_argument("--by", nargs="*", default=[], help="config keys that tell cells apart, e.g. defense.z")
@@ -151,13 +154,13 @@ def main() -> None:
     p.add_argument("--where", nargs="*", default=[], metavar="KEY=VALUE",
                    help="only records whose config has these values: attack.poison_rate=0.05")  # fmt: skip
     args = p.parse_args()
-    frame = where(records_frame(args.results_dir, wandb=args.wandb), args.where)
+    frame = where(records_frame(*args.results_dirs, wandb=args.wandb), args.where)
     if args.attack:
         frame = frame[frame.attack.isin(args.attack)]
     if args.defense:
         frame = frame[frame.defense.isin(args.defense)]
     if frame.empty:
-        raise SystemExit(f"error: no records in {args.results_dir} match the filters")
+        raise SystemExit(f"error: no records in {', '.join(args.results_dirs)} match the filters")
     if args.out:
         try:
             for path in write_tables(frame, args.out):

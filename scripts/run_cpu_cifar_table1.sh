@@ -9,4 +9,7 @@ set -euo pipefail
 py=${PY:-.venv/bin/python}
 attacks=badnets,blend,none,trojan,cl,sig,instagram,reflection,adap_blend,wanet,dynamic,ia,lira,issba,dfst
 bash "$(dirname "$0")/sweep_two_cores.sh" cpu_cifar_table1 "$attacks" experiment=cpu_cifar_table1 "$@"
-"$py" -m bench.aggregate results/cpu_cifar/runs/table1 --out results/cpu_cifar
+# with Fig. 5's VGG-11 panel once it has records (scripts/run_cpu_cifar_vgg.sh)
+runs=(results/cpu_cifar/runs/table1)
+compgen -G "results/cpu_cifar/runs/vgg11/*.json" >/dev/null && runs+=(results/cpu_cifar/runs/vgg11)
+"$py" -m bench.aggregate "${runs[@]}" --out results/cpu_cifar

@@ -52,6 +52,16 @@ def test_pair_sets_dataset_and_model(pair: str) -> None:
     assert f"{names['dataset']}_{names['model']}" == pair
 
 
+@pytest.mark.parametrize("experiment", ["cpu_cifar", "table1"])
+def test_a_pair_overrides_the_architecture_an_experiment_pins(experiment: str) -> None:
+    """Fig. 5's second panel is `experiment=cpu_cifar pair=cifar10_vgg11`: the pair, not the experiment's
+    ResNet-18, must decide the architecture, and the experiment's width must still apply."""
+    alone = compose_config([f"experiment={experiment}"])
+    cfg, names = compose_cfg([f"experiment={experiment}", "pair=cifar10_vgg11"])
+    assert (names["dataset"], names["model"]) == ("cifar10", "vgg11")
+    assert cfg.model.width == alone.model.width and cfg.model._target_.endswith("vgg11")
+
+
 @pytest.mark.parametrize("attack", ["badnets", "ia", "issba", "dfst", "lira"])
 @pytest.mark.parametrize(("setting", "grid"), [("cpu", "cpu_table1"), ("cpu_cifar", "cpu_cifar_table1")])
 def test_cpu_grids_reuse_their_settings_victims(setting: str, grid: str, attack: str) -> None:

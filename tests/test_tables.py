@@ -172,6 +172,29 @@ def test_cli_writes_tables(tmp_path: Path) -> None:
     assert text.startswith("Table 1 on cifar10 / resnet18. 5 of 6 cells have a record.")  # no blend x ft
 
 
+def test_a_second_pairs_runs_join_table2_and_fig5_but_not_table1(tmp_path: Path) -> None:
+    """Fig. 5's VGG-11 panel kept in a directory of its own: read with the ResNet-18 grid, Table 1 stays the
+    paper's pair, Table 2 and Fig. 5 get both pairs; without the paper's pair Table 1 refuses the mix."""
+    grid = write_records(tmp_path / "grid")
+    vgg = tmp_path / "vgg"
+    vgg.mkdir()
+    panel = [("badnets", "none", 85.0, 99.0), ("badnets", "unit", 84.0, 3.0), ("none", "none", 86.0, None),
+             ("none", "unit", 85.5, None)]  # fmt: skip
+    for attack, defense, acc, asr in panel:
+        r = record(attack, defense, acc, asr, cell_id=f"vgg-{attack}-{defense}", model="vgg11")
+        (vgg / f"{r['cell_id']}.json").write_text(json.dumps(r))
+    command = [sys.executable, "-m", "bench.aggregate", str(grid), str(vgg), "--out", str(tmp_path / "o")]
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (
+        (tmp_path / "o" / "table1.md").read_text().startswith("Table 1 on cifar10 / resnet18. 5 of 6 cells")
+    )
+    assert list(pd.read_csv(tmp_path / "o" / "table2.csv").model) == ["resnet18", "vgg11"]
+    assert (tmp_path / "o" / "fig5.png").exists()
+    with pytest.raises(ValueError, match="one dataset/model pair"):
+        tables.table1(records_frame(vgg, tmp_path / "grid").assign(model=lambda f: f.model + "-x"))
+
+
 def test_cli_refuses_a_table_of_mixed_configs_and_where_picks_one(tmp_path: Path) -> None:
     """Two BadNets x FT records of different poison rates: no table silently keeps one (exit 1, naming
     the key); --where picks a config; the per-cell listing shows the differing key as a column."""
