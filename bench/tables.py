@@ -208,13 +208,11 @@ def spearman(table: pd.DataFrame, metric: str = "asr") -> tuple[float, int]:
 # removed. Ours and the paper's agree on a cell when they fall in one class; this is coarse on purpose,
 # since a few points of ASR are within what a second seed moves (seed_defenses.md) and the settings differ.
 REMOVED_MAX, SURVIVED_MIN = 10.0, 50.0
-OUTCOMES = ("removed", "partly", "survived")
 
 
 def outcome(asr: pd.Series) -> pd.Series:
     """The class of each ASR (NaN stays NaN): 0 removed, 1 partly removed, 2 survived."""
-    classes = pd.cut(asr, [-float("inf"), REMOVED_MAX, SURVIVED_MIN - 1e-9, float("inf")], labels=False)
-    return classes.astype(float)
+    return (asr.gt(REMOVED_MAX).astype(float) + asr.ge(SURVIVED_MIN)).where(asr.notna())
 
 
 def agreement(table: pd.DataFrame) -> pd.DataFrame:
@@ -227,8 +225,8 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
     marks = wide(cells.assign(mark=mark), "mark")
     both = cells.assign(agree=ours.eq(theirs), both=ours.notna() & theirs.notna())
     counts = both.groupby("defense", sort=False)[["agree", "both"]].sum()
-    marks.loc[AVERAGE] = [f"{counts.agree[d]}/{counts.both[d]}" for d in marks.columns]
-    marks.index = [label(a) for a in marks.index[:-1]] + ["Agree"]
+    marks.loc["Agree"] = [f"{counts.agree[d]}/{counts.both[d]}" for d in marks.columns]
+    marks.index = [label(a) for a in marks.index]
     marks.columns = [label(d) for d in marks.columns]
     marks.index.name = "attack"
     return marks
@@ -259,7 +257,8 @@ def table1_markdown(table: pd.DataFrame) -> str:
         "backdoor that did not take, a defense that changed nothing); it is never bold.\n"
     )
     if not paper_note:
-        marks = agreement(table).to_markdown(colalign=("left",) + ("center",) * (table.defense.nunique() - 1))
+        marks = agreement(table)
+        marks = marks.to_markdown(colalign=("left",) + ("center",) * len(marks.columns))
         parts.append(
             f"### Where we agree with the paper (ASR outcome)\n\n{marks}\n\n"
             f"Each cell's ASR, ours and the paper's, is classed as removed (<= {REMOVED_MAX:g}%), partly "
