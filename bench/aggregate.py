@@ -3,9 +3,9 @@
 ``python -m bench.aggregate RUNS_DIR [RUNS_DIR...]`` prints one markdown row per cell of the directories
 read together (``--by defense.schedule`` adds config columns, ``--victims`` gives one row per backdoored
 model); ``--out DIR`` writes Table 1 (``table1.md``, ``.csv``, ``.tex``; the paper's pair when the records
-hold several), Table 2 (``table2.md``, ``.csv``), Fig. 5 and Fig. 6 (``.png``, ``.pdf``), each when the
-records hold what it needs. ``--wandb`` reads the records from W&B instead: RUNS_DIR is then a directory
-of offline runs, or ``entity/project`` online.
+hold several), Table 2 (``table2.md``, ``.csv``), Fig. 5 and Fig. 6 (``.png``, ``.pdf``) and the compute of
+each defense column (``cost.md``, ``.csv``), each when the records hold what it needs. ``--wandb`` reads
+the records from W&B instead: RUNS_DIR is then a directory of offline runs, or ``entity/project`` online.
 """
 
 from __future__ import annotations
@@ -104,7 +104,15 @@ def write_table2(frame: pd.DataFrame, out: Path) -> list[Path]:
     return [out / "table2.md", out / "table2.csv"]
 
 
-WRITERS = {"table1": write_table1, "table2": write_table2, "fig5": figures.fig5, "fig6": figures.fig6}
+def write_cost(frame: pd.DataFrame, out: Path) -> list[Path]:
+    table = tables.cost(frame)
+    write_csv(table, out / "cost.csv")
+    (out / "cost.md").write_text(tables.cost_markdown(table))
+    return [out / "cost.md", out / "cost.csv"]
+
+
+WRITERS = {"table1": write_table1, "table2": write_table2, "fig5": figures.fig5, "fig6": figures.fig6,
+           "cost": write_cost}  # fmt: skip
 
 
 def write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:

@@ -1,5 +1,6 @@
 """The paper's tables from result records: Table 1 (attacks x defenses, ACC and ASR, the paper's numbers
-beside ours, an average row, best per row in bold) and Table 2 (defenses applied to clean models).
+beside ours, an average row, best per row in bold), Table 2 (defenses applied to clean models), and the
+compute each defense column cost (one-core minutes).
 
 Everything is computed from a records frame (``bench.aggregate.records_frame``). A cell without a record
 stays a gap (NaN in the CSV, an en dash in markdown and LaTeX), never a zero, and averages skip gaps.
@@ -302,11 +303,51 @@ def table2_markdown(table: pd.DataFrame) -> str:
     names |= {
         c: label(c.removeprefix("acc_")) for c in table.columns if c.startswith("acc_") and c not in names
     }
-    cells = table.rename(columns=names).map(
-        lambda v: GAP if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else v
-    )
     return (
         f"Table 2: ACC (%) of clean models (attack=none) with no defense and after each defense"
         f"{table.attrs.get('setting', '')}. The paper's columns are for its own dataset/model pairs and "
-        f"training; {GAP} where it has none.\n\n" + cells.to_markdown(index=False, floatfmt=".2f") + "\n"
+        f"training; {GAP} where it has none.\n\n" + shown(table.rename(columns=names)) + "\n"
+    )
+
+
+def shown(table: pd.DataFrame) -> str:
+    """A markdown table with floats to two decimals and gaps as en dashes."""
+    cells = table.map(lambda v: GAP if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else v)
+    return cells.to_markdown(index=False)
+
+
+def cost(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset/model pair and defense: the one-core minutes (defense wall-clock x torch threads) of its
+    cells, clean model included: median, min and max per cell, and the column's total; then each pair's
+    total. What a grid cost, comparable across thread counts; records without a thread count (older than
+    ``compute``) are counted in ``untimed`` and left out of the minutes."""
+    cells = frame[frame.defense != "none"]
+    if cells.empty:
+        raise ValueError("no records of a defense")
+    threads = cells.get("compute.threads", pd.Series(float("nan"), index=cells.index))
+    cells = cells.assign(minutes=cells.defense_s * threads / 60, untimed=threads.isna())
+    keys = ["dataset", "model", "defense"]
+    grouped = cells.groupby(keys, sort=False)
+    out = grouped.minutes.agg(["median", "min", "max"]).join(grouped.minutes.sum(min_count=1).rename("total"))
+    out = out.join(grouped.size().rename("cells")).join(grouped.untimed.sum()).reset_index()
+    order = ordered(out.defense, first_seen(paper_table1().defense))
+    out = out.sort_values(["dataset", "model", "defense"], key=lambda c: c.map(order.index)
+                          if c.name == "defense" else c)  # fmt: skip
+    totals = out.groupby(["dataset", "model"], as_index=False)[["total", "cells", "untimed"]].sum(min_count=1)
+    out = pd.concat([out, totals.assign(defense="all")], ignore_index=True)
+    out = out.sort_values(["dataset", "model"], kind="stable", ignore_index=True)[
+        ["dataset", "model", "defense", "cells", "untimed", "median", "min", "max", "total"]
+    ]
+    out.attrs["processors"] = sorted(cells.get("compute.cpu", pd.Series(dtype=str)).dropna().unique())
+    return out
+
+
+def cost_markdown(table: pd.DataFrame) -> str:
+    cells = table.assign(defense=table.defense.map(label)).rename(columns={
+        "median": "median min/cell", "min": "min", "max": "max", "total": "one-core min"})  # fmt: skip
+    return (
+        "Compute per defense column: one-core minutes (the defense's wall-clock x its torch threads; "
+        "evaluation and victim training excluded) of every cell that ran it, the clean model included. "
+        f"untimed: records without a thread count, left out of the minutes. {GAP}: nothing to show. "
+        f"Processors: {', '.join(table.attrs.get('processors', [])) or 'not recorded'}.\n\n{shown(cells)}\n"
     )

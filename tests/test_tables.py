@@ -139,7 +139,7 @@ def test_table2_and_figures_are_written(frame: pd.DataFrame, tmp_path: Path) -> 
     names = sorted(p.name for p in written)
     assert names == sorted(f"{s}.{e}" for s, es in
                            (("table1", "md csv tex"), ("table2", "md csv"), ("fig5", "png pdf"),
-                            ("fig6", "png pdf")) for e in es.split())  # fmt: skip
+                            ("fig6", "png pdf"), ("cost", "md csv")) for e in es.split())  # fmt: skip
     assert all(p.stat().st_size > 0 for p in written)
     csv = pd.read_csv(tmp_path / "out" / "table1.csv")
     gap = csv[(csv.attack == "blend") & (csv.defense == "ft")]
@@ -259,6 +259,27 @@ def test_agreement_classes_each_cell_against_the_paper(frame: pd.DataFrame) -> N
     survived = t1.assign(asr=t1.asr.where(~((t1.attack == "blend") & (t1.defense == "unit")), 50.0))
     assert tables.agreement(survived).loc["Blend", "UNIT"] == "+"  # 50% is the survived class's edge
     assert "### Where we agree with the paper" in tables.table1_markdown(t1)
+
+
+def test_cost_counts_one_core_minutes_per_defense_column(tmp_path: Path) -> None:
+    """Minutes are wall-clock x threads (FT's 3 s on 2 threads = 0.1 one-core min; UNIT's 7 s on one
+    thread); a record without a thread count is untimed, not zero; the no-defense cells cost nothing."""
+    root = write_records(tmp_path / "runs")
+    for path in root.glob("*.json"):
+        row = json.loads(path.read_text())
+        threads = {"ft": 2, "unit": 1}.get(row["defense"])
+        untimed = row["attack"] == "none" and row["defense"] == "unit"
+        compute = {} if untimed else {"compute": {"threads": threads, "cpu": "Xeon"}}
+        path.write_text(json.dumps(row | compute))
+    table = tables.cost(records_frame(root)).set_index("defense")
+    assert list(table.index) == ["ft", "unit", "all"]  # the paper's column order, then the total
+    assert table.loc["ft", ["cells", "untimed", "total"]].tolist() == [1, 0, pytest.approx(0.1)]
+    assert table.loc["unit", ["cells", "untimed", "median", "total"]].tolist() == [
+        3, 1, pytest.approx(7 / 60), pytest.approx(14 / 60)]  # fmt: skip
+    assert table.loc["all", ["cells", "untimed", "total"]].tolist() == [4, 1, pytest.approx(0.1 + 14 / 60)]
+    assert "Processors: Xeon." in tables.cost_markdown(tables.cost(records_frame(root)))
+    nothing = tables.cost(records_frame(write_records(tmp_path / "old"))).set_index("defense")
+    assert nothing.total.isna().all() and nothing.loc["all", "untimed"] == 4
 
 
 def test_labels_bold_and_spearman_say_only_what_the_records_support(tmp_path: Path) -> None:
