@@ -313,7 +313,7 @@ def table2_markdown(table: pd.DataFrame) -> str:
 def shown(table: pd.DataFrame) -> str:
     """A markdown table with floats to two decimals and gaps as en dashes."""
     cells = table.map(lambda v: GAP if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else v)
-    return cells.to_markdown(index=False)
+    return cells.to_markdown(index=False, floatfmt=".2f")
 
 
 def cost(frame: pd.DataFrame) -> pd.DataFrame:

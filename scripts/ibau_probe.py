@@ -1,0 +1,90 @@
+"""Why I-BAU collapses a victim (results/cpu_cifar/grid.md: LIRA x I-BAU ends at 10% ACC, every input
+predicted as the target): I-BAU's rounds on one victim, one change at a time, with the outer loss and the
+norm of the weights' gradient (direct + implicit term) at every outer batch, and ACC/ASR after the rounds.
+
+Variants: the cell's own configuration (``defense=ibau`` as the grid runs it); BackdoorBench's outer lr
+(1e-4 instead of the original's 1e-3); and the implicit term dropped (the outer gradient of the patched
+batch only), which says whether the hypergradient's fixed-point term is what diverges.
+
+Usage: python scripts/ibau_probe.py [--rounds N] [OVERRIDE ...]
+       (default: experiment=cpu_cifar_table1 attack=lira, all of the cell's rounds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from bench.context import CellContext
+from bench.defenses.ibau import IBAU
+from bench.entry import compose_config
+from bench.metrics import evaluate
+from bench.victims import load_or_train_victim
+
+
+class LoggedIBAU(IBAU):
+    """I-BAU that keeps (outer loss, gradient norm) per outer batch; ``implicit=False`` drops the
+    hypergradient's fixed-point term."""
+
+    def __init__(self, implicit: bool = True, **params: float) -> None:
+        super().__init__(**params)
+        self.implicit = implicit
+        self.steps: list[tuple[float, float]] = []
+
+    def hypergradient_step(
+        self,
+        model: nn.Module,
+        params: list[torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        delta: torch.Tensor,
+        rng: random.Random,
+    ) -> float:
+        if self.implicit:
+            loss = super().hypergradient_step(model, params, x, y, delta, rng)
+        else:
+            patch = torch.zeros(len(x), 1, 1, 1, device=x.device)
+            patch[rng.sample(range(len(x)), max(1, round(self.patch_ratio * len(x))))] = 1
+            outer = F.cross_entropy(model(x + patch * delta.detach()), y)
+            for p, g in zip(params, torch.autograd.grad(outer, params, allow_unused=True), strict=True):
+                p.grad = g
+            loss = outer.item()
+        norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in params if p.grad is not None)).item()
+        self.steps.append((loss, norm))
+        return loss
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, help="rounds per variant (default: the cell's)")
+    p.add_argument("overrides", nargs="*", default=["experiment=cpu_cifar_table1", "attack=lira"])
+    args = p.parse_args()
+    cfg = compose_config([*args.overrides, "defense=ibau", "logger=none", "progress=false"])
+    victim = load_or_train_victim(CellContext.of(cfg))
+    triggered = victim.evaluation().triggered
+    defender = victim.defender_context()
+    params = {k: v for k, v in OmegaConf.to_container(cfg.defense).items() if k != "_target_"}
+    params |= {"rounds": args.rounds} if args.rounds else {}
+    variants = {
+        "the cell's configuration": LoggedIBAU(**params),
+        "outer lr 1e-4 (BackdoorBench)": LoggedIBAU(**params | {"lr": 1e-4}),
+        "implicit term dropped": LoggedIBAU(implicit=False, **params),
+    }
+    for name, defense in variants.items():
+        model, info = defense.repair(copy.deepcopy(victim.model), defender)
+        m = evaluate(model, victim.data.test, triggered, victim.attack.target, victim.ctx.device)
+        losses = " ".join(f"{loss:.2f}" for loss, _ in defense.steps)
+        norms = " ".join(f"{norm:.3g}" for _, norm in defense.steps)
+        print(f"{name}: ACC {m['acc']:.2f} ASR {m['asr']:.2f} | perturbation L2 per round "
+              f"{info['perturbation_l2']}\n  outer loss per batch: {losses}\n"
+              f"  gradient norm per batch: {norms}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
