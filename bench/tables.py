@@ -311,7 +311,8 @@ def table2_markdown(table: pd.DataFrame) -> str:
 
 
 def shown(table: pd.DataFrame) -> str:
-    """A markdown table with floats to two decimals and gaps as en dashes."""
+    """A markdown table with floats to two decimals and gaps as en dashes (tabulate parses the numeric
+    strings back into numbers, hence floatfmt as well)."""
     cells = table.map(lambda v: GAP if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else v)
     return cells.to_markdown(index=False, floatfmt=".2f")
 
@@ -330,21 +331,22 @@ def cost(frame: pd.DataFrame) -> pd.DataFrame:
     grouped = cells.groupby(keys, sort=False)
     out = grouped.minutes.agg(["median", "min", "max"]).join(grouped.minutes.sum(min_count=1).rename("total"))
     out = out.join(grouped.size().rename("cells")).join(grouped.untimed.sum()).reset_index()
-    order = ordered(out.defense, first_seen(paper_table1().defense))
-    out = out.sort_values(["dataset", "model", "defense"], key=lambda c: c.map(order.index)
-                          if c.name == "defense" else c)  # fmt: skip
+    order = [*ordered(out.defense, first_seen(paper_table1().defense)), "all"]
     totals = out.groupby(["dataset", "model"], as_index=False)[["total", "cells", "untimed"]].sum(min_count=1)
     out = pd.concat([out, totals.assign(defense="all")], ignore_index=True)
-    out = out.sort_values(["dataset", "model"], kind="stable", ignore_index=True)[
-        ["dataset", "model", "defense", "cells", "untimed", "median", "min", "max", "total"]
-    ]
+
+    def by_order(column: pd.Series) -> pd.Series:  # defenses in the paper's column order, "all" last
+        return column.map(order.index) if column.name == "defense" else column
+
+    out = out.sort_values(keys, key=by_order, ignore_index=True)
+    out = out[[*keys, "cells", "untimed", "median", "min", "max", "total"]]
     out.attrs["processors"] = sorted(cells.get("compute.cpu", pd.Series(dtype=str)).dropna().unique())
     return out
 
 
 def cost_markdown(table: pd.DataFrame) -> str:
-    cells = table.assign(defense=table.defense.map(label)).rename(columns={
-        "median": "median min/cell", "min": "min", "max": "max", "total": "one-core min"})  # fmt: skip
+    names = {"median": "median min/cell", "total": "one-core min"}
+    cells = table.assign(defense=table.defense.map(label)).rename(columns=names)
     return (
         "Compute per defense column: one-core minutes (the defense's wall-clock x its torch threads; "
         "evaluation and victim training excluded) of every cell that ran it, the clean model included. "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import random
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -32,7 +33,7 @@ class LoggedIBAU(IBAU):
     """I-BAU that keeps (outer loss, gradient norm) per outer batch; ``implicit=False`` drops the
     hypergradient's fixed-point term."""
 
-    def __init__(self, implicit: bool = True, **params: float) -> None:
+    def __init__(self, implicit: bool = True, **params: Any) -> None:
         super().__init__(**params)
         self.implicit = implicit
         self.steps: list[tuple[float, float]] = []
@@ -49,9 +50,7 @@ class LoggedIBAU(IBAU):
         if self.implicit:
             loss = super().hypergradient_step(model, params, x, y, delta, rng)
         else:
-            patch = torch.zeros(len(x), 1, 1, 1, device=x.device)
-            patch[rng.sample(range(len(x)), max(1, round(self.patch_ratio * len(x))))] = 1
-            outer = F.cross_entropy(model(x + patch * delta.detach()), y)
+            outer = F.cross_entropy(model(x + self.patch_mask(x, rng) * delta.detach()), y)
             for p, g in zip(params, torch.autograd.grad(outer, params, allow_unused=True), strict=True):
                 p.grad = g
             loss = outer.item()

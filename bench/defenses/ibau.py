@@ -68,6 +68,12 @@ class IBAU(Defense):
             delta = (delta - self.inner_lr * grad).detach()
         return delta * min(1.0, self.radius / max(delta.norm().item(), 1e-12))
 
+    def patch_mask(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        """1 for the random ``patch_ratio`` of the batch (at least one image) that gets delta, else 0."""
+        patch = torch.zeros(len(x), 1, 1, 1, device=x.device)
+        patch[rng.sample(range(len(x)), max(1, round(self.patch_ratio * len(x))))] = 1
+        return patch
+
     def hypergradient_step(
         self,
         model: nn.Module,
@@ -79,9 +85,7 @@ class IBAU(Defense):
     ) -> float:
         """Set p.grad = dL_outer/dp including the implicit term through delta (fixed-point method)."""
         delta = delta.detach().requires_grad_(True)
-        patch = torch.zeros(len(x), 1, 1, 1, device=x.device)
-        patch[rng.sample(range(len(x)), max(1, round(self.patch_ratio * len(x))))] = 1
-        outer = F.cross_entropy(model(x + patch * delta), y)
+        outer = F.cross_entropy(model(x + self.patch_mask(x, rng) * delta), y)
         g_delta, *g_params = torch.autograd.grad(outer, [delta, *params], allow_unused=True)
         mapped = (
             delta
