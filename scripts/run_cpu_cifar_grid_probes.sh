@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Measurements behind the reasons results/cpu_cifar/grid.md gives for the grid's misses (issue 19):
+#  1. UNIT's column: for every attack's victim, the share of activation elements above UNIT's initial
+#     bound on clean and on triggered test images (scripts/bound_exceedance.py), one JSON object per
+#     attack in results/cpu_cifar/grid_bound_exceedance.json;
+#  2. DFST x UNIT at the reference code's tolerance, eps 3% (as unit.md did for Blend);
+#  3. BNA's detection on BadNets at the cpu_cifar setting's search length (x0.25: 125 steps per class
+#     pair; the grid ran x0.1, 50 steps, and detected nothing on BadNets).
+# 2 and 3 are cells of experiment=cpu_cifar (records in results/cpu_cifar/runs), one single-thread
+# process per core. Resumable: victims come from the model cache, a cell with a record is skipped.
+# Extra arguments are Hydra overrides passed to every run (e.g. cache_dir=...).
+set -euo pipefail
+py=${PY:-.venv/bin/python}
+attacks=(badnets trojan cl sig instagram reflection adap_blend blend wanet dynamic ia lira issba dfst)
+for attack in "${attacks[@]}"; do
+  OMP_NUM_THREADS=2 "$py" scripts/bound_exceedance.py experiment=cpu_cifar attack=$attack "$@"
+done > results/cpu_cifar/grid_bound_exceedance.json
+cell() { OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$py" -m bench experiment=cpu_cifar logger=none progress=false "$@"; }
+cell attack=dfst defense=unit defense.eps=0.03 "$@" &
+cell attack=badnets defense=bna "$@" &
+wait
