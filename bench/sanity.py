@@ -7,6 +7,7 @@ from __future__ import annotations
 
 NEAR_CHANCE = 5.0  # points above chance (100 / classes) still counted as chance
 FLAGS_ALL = 90.0  # a detector flagging this share of clean test images flags everything
+NO_BACKDOOR = "the backdoor did not take"  # the tables leave such a victim's row out of their averages
 
 
 def sanity_warnings(
@@ -24,7 +25,7 @@ def sanity_warnings(
     if defense != "none" and after["acc"] is not None and after["acc"] < chance + NEAR_CHANCE:
         out.append(f"repaired ACC {after['acc']:.1f}% is at chance ({chance:.0f}%)")
     if before["asr"] is not None and before["asr"] < chance + NEAR_CHANCE:
-        out.append(f"ASR {before['asr']:.1f}% before any defense: the backdoor did not take")
+        out.append(f"ASR {before['asr']:.1f}% before any defense: {NO_BACKDOOR}")
     same = all(before[k] == after[k] for k in ("acc", "asr", "ra"))
     if defense != "none" and same and not detection:
         out.append("the defense changed no prediction")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.identity import RUN_ONLY_KEYS
+from bench.sanity import NO_BACKDOOR
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
 GAP = "–"
@@ -132,14 +133,25 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     table = grid.merge(ours, how="left").merge(theirs, how="left")
     # Averages over the attacks that have our number, the paper's over the same attacks, so the two
     # compare like with like while a grid is incomplete (with all 14 attacks the paper's column is the
-    # mean of its rows).
-    same = table.assign(**{f"paper_{m}": table[f"paper_{m}"].where(table[m].notna()) for m in ("acc", "asr")})
+    # mean of its rows). A row whose victim has no backdoor is left out of both: its cells measure no
+    # removal, and its low ASRs would pull every defense's average alike.
+    unbackdoored = no_backdoor(frame)
+    same = table[~table.attack.isin(unbackdoored)]
+    same = same.assign(**{f"paper_{m}": same[f"paper_{m}"].where(same[m].notna()) for m in ("acc", "asr")})
     average = same.groupby("defense", sort=False).mean(numeric_only=True).reset_index()
     average = average.assign(attack=AVERAGE, n_seeds=float("nan"), warned=False)
     out = pd.concat([table, average[table.columns]], ignore_index=True)
     out.attrs["pair"] = pair
+    out.attrs["no_backdoor"] = unbackdoored
     out.attrs["setting"] = setting(frame)
     return out
+
+
+def no_backdoor(frame: pd.DataFrame) -> list[str]:
+    """The attacks whose victim's backdoor did not take (the sanity warning on their records)."""
+    flags = frame.get("warnings", pd.Series([None] * len(frame), index=frame.index))
+    took_not = flags.apply(lambda w: isinstance(w, list) and any(NO_BACKDOOR in text for text in w))
+    return first_seen(frame.attack[took_not])
 
 
 def warned_cells(frame: pd.DataFrame) -> pd.DataFrame:
@@ -209,6 +221,7 @@ def spearman(table: pd.DataFrame, metric: str = "asr") -> tuple[float, int]:
 # removed. Ours and the paper's agree on a cell when they fall in one class; this is coarse on purpose,
 # since a few points of ASR are within what a second seed moves (seed_defenses.md) and the settings differ.
 REMOVED_MAX, SURVIVED_MIN = 10.0, 50.0
+NOT_APPLICABLE = "n/a"
 
 
 def outcome(asr: pd.Series) -> pd.Series:
@@ -219,10 +232,13 @@ def outcome(asr: pd.Series) -> pd.Series:
 def agreement(table: pd.DataFrame) -> pd.DataFrame:
     """attack x defense marks comparing the ASR outcome of ours with the paper's: ``=`` the same class,
     ``+`` the backdoor fares better with us (a higher class), ``-`` worse; a gap where either number is
-    missing. The last row counts the agreeing cells of each defense."""
+    missing; ``n/a`` in a row whose victim has no backdoor (nothing to remove, so not counted). The last
+    row counts the agreeing cells of each defense."""
     cells = table[(table.attack != AVERAGE) & (table.defense != "none")]
-    ours, theirs = outcome(cells.asr), outcome(cells.paper_asr)
+    unbackdoored = cells.attack.isin(table.attrs.get("no_backdoor", []))
+    ours, theirs = outcome(cells.asr.where(~unbackdoored)), outcome(cells.paper_asr)
     mark = (ours - theirs).map(lambda d: GAP if pd.isna(d) else "=" if d == 0 else "+" if d > 0 else "-")
+    mark = mark.where(~unbackdoored, NOT_APPLICABLE)
     marks = wide(cells.assign(mark=mark), "mark")
     both = cells.assign(agree=ours.eq(theirs), both=ours.notna() & theirs.notna())
     counts = both.groupby("defense", sort=False)[["agree", "both"]].sum()
@@ -253,7 +269,8 @@ def table1_markdown(table: pd.DataFrame) -> str:
         f"Spearman correlation of our per-defense average ASR with the paper's: {spearman_text}.\n"
         f"Bold: the best repaired model of a row (lowest ASR, highest ACC) where two or more compete. "
         f"{GAP}: no record for the cell. "
-        "Averages are over the attacks with a record, the paper's over the same attacks. "
+        "Averages are over the attacks with a record, the paper's over the same attacks"
+        f"{left_out(table)}. "
         f"{WARNED}: the cell's record carries a sanity warning (bench/sanity.py: a model at chance, a "
         "backdoor that did not take, a defense that changed nothing); it is never bold.\n"
     )
@@ -264,11 +281,22 @@ def table1_markdown(table: pd.DataFrame) -> str:
             f"### Where we agree with the paper (ASR outcome)\n\n{marks}\n\n"
             f"Each cell's ASR, ours and the paper's, is classed as removed (<= {REMOVED_MAX:g}%), partly "
             f"removed, or survived (>= {SURVIVED_MIN:g}%). =: the same class; +: the backdoor fares better "
-            f"with us than in the paper (a higher class); -: worse. Agree: cells in the same class of those "
-            f"with both numbers. ASR only: the ACC table above says what a removal cost (a collapsed model "
-            f"also has a low ASR).\n"
+            f"with us than in the paper (a higher class); -: worse; {NOT_APPLICABLE}: the victim has no "
+            f"backdoor. Agree: cells in the same class of those with both numbers. ASR only: the ACC table "
+            f"above says what a removal cost (a collapsed model also has a low ASR).\n"
         )
     return "\n".join(parts)
+
+
+def left_out(table: pd.DataFrame) -> str:
+    """The clause naming the rows the averages leave out, empty when none is."""
+    names = [label(a) for a in table.attrs.get("no_backdoor", [])]
+    if not names:
+        return ""
+    return (
+        f", leaving out {', '.join(names)}: the victim's backdoor did not take (its ASR before any defense "
+        f"is at chance), so its cells measure no removal; they are not counted in the agreement map either"
+    )
 
 
 def table1_latex(table: pd.DataFrame) -> str:

@@ -15,7 +15,7 @@ import pytest
 from bench import tables
 from bench.aggregate import records_frame, write_tables
 from bench.records import FIELDS, Record
-from bench.sanity import sanity_warnings
+from bench.sanity import NO_BACKDOOR, sanity_warnings
 from bench.wandb_logger import WandbLogger
 from tests.conftest import REPO
 
@@ -259,6 +259,22 @@ def test_agreement_classes_each_cell_against_the_paper(frame: pd.DataFrame) -> N
     survived = t1.assign(asr=t1.asr.where(~((t1.attack == "blend") & (t1.defense == "unit")), 50.0))
     assert tables.agreement(survived).loc["Blend", "UNIT"] == "+"  # 50% is the survived class's edge
     assert "### Where we agree with the paper" in tables.table1_markdown(t1)
+
+
+def test_a_row_without_backdoor_leaves_averages_and_agreement(tmp_path: Path) -> None:
+    """Adap-Blend's victim has no backdoor (its records carry the sanity warning): its row is shown but
+    left out of the averages (ours and the paper's) and marked n/a, not counted, in the agreement map."""
+    no_backdoor = [f"ASR 4.3% before any defense: {NO_BACKDOOR}"]
+    extra = [record("adap_blend", d, 89.0, 4.0, asr_before=4.3, warnings=no_backdoor) for d in ("none", "ft")]
+    t1 = tables.table1(records_frame(write_records(tmp_path / "runs", extra)))
+    avg = t1[t1.attack == tables.AVERAGE].set_index("defense")
+    assert avg.loc["ft", "asr"] == 40.0 and avg.loc["ft", "paper_asr"] == 9.78  # BadNets' alone
+    assert avg.loc["none", "asr"] == pytest.approx((100.0 + 99.0) / 2)
+    marks = tables.agreement(t1)
+    assert marks.loc["Adap-Blend", "FT"] == tables.NOT_APPLICABLE and marks.loc["Agree", "FT"] == "0/1"
+    assert "leaving out Adap-Blend" in tables.table1_markdown(t1)
+    clean_rows = tables.table1(records_frame(write_records(tmp_path / "b")))
+    assert "leaving out" not in tables.table1_markdown(clean_rows)
 
 
 def test_cost_counts_one_core_minutes_per_defense_column(tmp_path: Path) -> None:
