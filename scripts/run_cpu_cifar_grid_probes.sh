@@ -3,6 +3,8 @@
 #  1. UNIT's column: for every attack's victim, the share of activation elements above UNIT's initial
 #     bound on clean and on triggered test images (scripts/bound_exceedance.py), one JSON object per
 #     attack in results/cpu_cifar/grid_bound_exceedance.json;
+#  1b. what each trigger keeps of the image: the clean model's accuracy on triggered test images and
+#     their SSIM to the clean ones (scripts/trigger_content.py), results/cpu_cifar/trigger_content.md;
 #  2. DFST x UNIT at the reference code's tolerance, eps 3% (as unit.md did for Blend);
 #  3. BNA's detection on BadNets at the cpu_cifar setting's search length (x0.25: 125 steps per class
 #     pair; the grid ran x0.1, 50 steps, and detected nothing on BadNets).
@@ -15,6 +17,8 @@ attacks=(badnets trojan cl sig instagram reflection adap_blend blend wanet dynam
 for attack in "${attacks[@]}"; do
   OMP_NUM_THREADS=2 "$py" scripts/bound_exceedance.py experiment=cpu_cifar attack=$attack "$@"
 done > results/cpu_cifar/grid_bound_exceedance.json
+OMP_NUM_THREADS=2 "$py" scripts/trigger_content.py experiment=cpu_cifar "$@" --attacks "${attacks[@]}" \
+  > results/cpu_cifar/trigger_content.md
 cell() { OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$py" -m bench experiment=cpu_cifar logger=none progress=false "$@"; }
 cell attack=dfst defense=unit defense.eps=0.03 "$@" &
 cell attack=badnets defense=bna "$@" &

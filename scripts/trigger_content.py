@@ -1,0 +1,49 @@
+"""How much of an image each trigger keeps: the clean model's accuracy (true labels) on triggered test
+images next to its accuracy on the same images untriggered, and their SSIM.
+
+A trigger that keeps the content (a patch, a blend, a warp, a style as DFST means it) leaves the clean
+model near its clean accuracy; one that replaces the image leaves it near chance, and the backdoor is then
+on a new kind of picture rather than on a feature added to a picture. Prints a markdown table.
+Usage: python scripts/trigger_content.py experiment=cpu_cifar --attacks badnets blend dfst [--images 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from bench.attacks._generator import ssim
+from bench.context import CellContext
+from bench.core.images import to_float
+from bench.entry import compose_config
+from bench.metrics import percent, predict
+from bench.victims import CachedAuxiliaryModels, load_or_train_victim
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--attacks", nargs="+", required=True)
+    p.add_argument("--images", type=int, default=1000)
+    args = p.parse_args()
+    print("| attack | clean model ACC, clean images | clean model ACC, triggered | SSIM(clean, triggered) |")
+    print("|---|---|---|---|")
+    for attack in args.attacks:
+        ctx = CellContext.of(compose_config([*args.overrides, f"attack={attack}", "progress=false"]))
+        victim = load_or_train_victim(ctx)  # restores the attack's trigger networks from the cache
+        clean_model = CachedAuxiliaryModels(ctx, victim.data).clean_classifier()
+        test = victim.data.test
+        keep = test.y != victim.attack.target
+        x, y = test.x[keep][: args.images], test.y[keep][: args.images]
+        triggered = victim.attack.apply_uint8(x)
+        device = ctx.device
+        on_clean = percent(predict(clean_model, x, device) == y)
+        on_triggered = percent(predict(clean_model, triggered, device) == y)
+        similarity = ssim(to_float(x), to_float(triggered)).item()
+        print(f"| {attack} | {on_clean:.2f} | {on_triggered:.2f} | {similarity:.3f} |")
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()
