@@ -5,14 +5,14 @@
 #     attack in results/cpu_cifar/grid_bound_exceedance.json;
 #  1b. what each trigger keeps of the image: the clean model's accuracy on triggered test images and
 #     their SSIM to the clean ones (scripts/trigger_content.py), results/cpu_cifar/trigger_content.md;
-#  2. DFST x UNIT at the reference code's tolerance, eps 3% (as unit.md did for Blend);
+#  2. DFST x UNIT and SIG x UNIT at the reference code's tolerance, eps 3% (as unit.md did for Blend);
 #  3. BNA's detection on BadNets at the cpu_cifar setting's search length (x0.25: 125 steps per class
 #     pair; the grid ran x0.1, 50 steps, and detected nothing on BadNets);
 #  4. DFST with its style CycleGAN at the reference's full 3,000 steps (the setting trains x0.25, 750, and
 #     that trigger keeps nothing of the image: trigger_content.md): does the longer CycleGAN keep the
 #     content? Trains that victim (about 70 one-core minutes), then writes its row to
 #     results/cpu_cifar/trigger_content_dfst3000.md.
-# 2 and 3 are cells of experiment=cpu_cifar (records in results/cpu_cifar/runs), run one after the other
+# 2 and 3 are cells of experiment=cpu_cifar (Hydra logs of 2: multirun/) (records in results/cpu_cifar/runs), run one after the other
 # on one core while 4 runs on the other. Resumable: victims and networks come from the model cache, a
 # cell with a record is skipped.
 # Extra arguments are Hydra overrides passed to every run (e.g. cache_dir=...).
@@ -25,7 +25,7 @@ done > results/cpu_cifar/grid_bound_exceedance.json
 OMP_NUM_THREADS=2 "$py" scripts/trigger_content.py experiment=cpu_cifar "$@" --attacks "${attacks[@]}" \
   > results/cpu_cifar/trigger_content.md
 cell() { OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$py" -m bench experiment=cpu_cifar logger=none progress=false "$@"; }
-(cell attack=dfst defense=unit defense.eps=0.03 "$@" && cell attack=badnets defense=bna "$@") &
+(cell -m attack=dfst,sig defense=unit defense.eps=0.03 "$@" && cell attack=badnets defense=bna "$@") &
 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$py" scripts/trigger_content.py experiment=cpu_cifar \
   attack.style_steps=3000 "$@" --attacks dfst > results/cpu_cifar/trigger_content_dfst3000.md &
 wait
