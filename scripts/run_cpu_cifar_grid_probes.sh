@@ -5,7 +5,8 @@
 #     attack in results/cpu_cifar/grid_bound_exceedance.json;
 #  1b. what each trigger keeps of the image: the clean model's accuracy on triggered test images and
 #     their SSIM to the clean ones (scripts/trigger_content.py), results/cpu_cifar/trigger_content.md;
-#  2. UNIT on DFST, SIG and WaNet (its misses at eps 2%) at the reference code's tolerance, eps 3% (as unit.md did for Blend);
+#  2. UNIT on DFST, SIG and WaNet (its misses at eps 2%) at the reference code's tolerance, eps 3%
+#     (as unit.md did for Blend);
 #  3. BNA's detection on BadNets at the cpu_cifar setting's search length (x0.25: 125 steps per class
 #     pair; the grid ran x0.1, 50 steps, and detected nothing on BadNets);
 #  4. DFST with its style CycleGAN at the reference's full 3,000 steps (the setting trains x0.25, 750, and
