@@ -10,6 +10,7 @@ Usage: python scripts/trigger_content.py experiment=cpu_cifar --attacks badnets 
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -27,6 +28,8 @@ def main() -> None:
     p.add_argument("--attacks", nargs="+", required=True)
     p.add_argument("--images", type=int, default=1000)
     args = p.parse_args()
+    command = " ".join(["python scripts/trigger_content.py", *sys.argv[1:]])
+    print(f"`{command}`: the first {args.images} non-target test images, each attack's cached trigger.\n")
     print("| attack | clean model ACC, clean images | clean model ACC, triggered | SSIM(clean, triggered) |")
     print("|---|---|---|---|")
     for attack in args.attacks:
