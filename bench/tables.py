@@ -147,17 +147,21 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     return out
 
 
+def warning_lists(frame: pd.DataFrame) -> pd.Series:
+    """Each record's sanity warnings as a list (empty for records older than ``warnings``)."""
+    flags = frame.get("warnings", pd.Series([None] * len(frame), index=frame.index))
+    return flags.apply(lambda w: w if isinstance(w, list) else [])
+
+
 def no_backdoor(frame: pd.DataFrame) -> list[str]:
     """The attacks whose victim's backdoor did not take (the sanity warning on their records)."""
-    flags = frame.get("warnings", pd.Series([None] * len(frame), index=frame.index))
-    took_not = flags.apply(lambda w: isinstance(w, list) and any(NO_BACKDOOR in text for text in w))
+    took_not = warning_lists(frame).apply(lambda w: any(NO_BACKDOOR in text for text in w))
     return first_seen(frame.attack[took_not])
 
 
 def warned_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """(attack, defense, warned): whether any record of the cell carries a sanity warning."""
-    flags = frame.get("warnings", pd.Series([None] * len(frame), index=frame.index))
-    warned = flags.apply(lambda w: isinstance(w, list) and len(w) > 0)
+    warned = warning_lists(frame).apply(bool)
     return frame.assign(warned=warned).groupby(["attack", "defense"], as_index=False)["warned"].any()
 
 

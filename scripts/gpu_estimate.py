@@ -38,12 +38,13 @@ PAPER_VICTIM_EPOCHS = 100  # conf/train/standard.yaml, the table1 experiment's v
 
 
 def cpu_images_per_s(runs: Path) -> tuple[float, str]:
-    """One-core training images/s of the clean victim (50,000 images x its epochs / one-core seconds)."""
+    """One-core training images/s of the clean victim (its training images x epochs / one-core seconds;
+    an unset train size is all of CIFAR-10's 50,000)."""
     clean = [r for r in read_records(runs) if r["attack"] == "none" and r["defense"] == "none"]
     if not clean:
         raise FileNotFoundError(f"no clean-model record (attack=none defense=none) in {runs}")
     record = clean[0]
-    images = 50_000 * record["config"]["train"]["epochs"]
+    images = (record["config"]["dataset"].get("train_size") or 50_000) * record["config"]["train"]["epochs"]
     victim = record["compute"]["victim"]
     return images / (record["attack_train_s"] * victim["threads"]), victim["cpu"]
 

@@ -13,8 +13,8 @@
 #     that trigger keeps nothing of the image: trigger_content.md): does the longer CycleGAN keep the
 #     content? Trains that victim (about 70 one-core minutes), then writes its row to
 #     results/cpu_cifar/trigger_content_dfst3000.md.
-# 2 and 3 are cells of experiment=cpu_cifar (Hydra logs of 2: multirun/) (records in results/cpu_cifar/runs), run one after the other
-# on one core while 4 runs on the other. Resumable: victims and networks come from the model cache, a
+# 2 and 3 are cells of experiment=cpu_cifar (records in results/cpu_cifar/runs; Hydra logs of 2 in
+# multirun/), run one after the other on one core while 4 runs on the other. Resumable: victims and networks come from the model cache, a
 # cell with a record is skipped.
 # Extra arguments are Hydra overrides passed to every run (e.g. cache_dir=...).
 set -euo pipefail
