@@ -185,7 +185,7 @@ def cell_text(ours: float, paper: float, bold: bool, latex: bool, warned: bool =
     text = ("--" if latex else GAP) if pd.isna(ours) else f"{ours:.2f}"
     if bold and not pd.isna(ours):
         text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
-    if warned is True:
+    if not pd.isna(warned) and bool(warned):  # a complete grid pivots to numpy bools, a gappy one to objects
         text += "$^\\dagger$" if latex else WARNED
     if not pd.isna(paper):
         text += f" {{\\scriptsize({paper:.2f})}}" if latex else f" ({paper:.2f})"
@@ -263,7 +263,9 @@ def table1_markdown(table: pd.DataFrame) -> str:
     recorded = f"{int(cells.acc.notna().sum())} of {len(cells)} cells have a record"
     parts = [f"Table 1 on {dataset} / {model}{table.attrs.get('setting', '')}. {recorded}.{paper_note}\n"]
     for metric, title in (("asr", "ASR (%)"), ("acc", "ACC (%)")):
-        body = formatted(table, metric).to_markdown(colalign=("left",) + ("right",) * table.defense.nunique())
+        body = formatted(table, metric).to_markdown(
+            colalign=("left",) + ("right",) * table.defense.nunique(), disable_numparse=True
+        )  # the cells are final strings: tabulate would reformat a column of bare numbers ('87.6')
         parts.append(f"### {title}: {'ours (paper)' if not paper_note else 'ours'}\n\n{body}\n")
     spearman_text = (
         f"{rho:.2f} over {n} defenses" if n >= MIN_SPEARMAN

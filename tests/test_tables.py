@@ -277,6 +277,19 @@ def test_a_row_without_backdoor_leaves_averages_and_agreement(tmp_path: Path) ->
     assert "leaving out" not in tables.table1_markdown(clean_rows)
 
 
+def test_a_complete_grid_keeps_its_marks_and_two_decimals(tmp_path: Path) -> None:
+    """With no gap left, pandas pivots the warning flags to numpy bools and a column without paper numbers
+    holds bare numbers: the dagger and the trailing zero must survive both (the CIFAR grid lost them)."""
+    collapsed = ["ACC 10.0%: the model is at chance"]
+    extra = [record("blend", "ft", 10.0, 100.0, warnings=collapsed)]
+    extra += [record(attack, "bna", 87.6, 100.0) for attack in ("badnets", "blend")]  # no paper numbers
+    grid = tables.table1(records_frame(write_records(tmp_path / "runs", extra)))
+    assert grid.acc.notna().all()  # complete: no gap anywhere
+    text = tables.table1_markdown(grid)
+    assert "10.00 † (90.68)" in text and "88.00 (92.48)" in text
+    assert " 87.60 |" in text and " 87.6 |" not in text  # BNA: bare numbers keep their two decimals
+    assert r"10.00$^\dagger$" in tables.table1_latex(grid)
+
 def test_cost_counts_one_core_minutes_per_defense_column(tmp_path: Path) -> None:
     """Minutes are wall-clock x threads (FT's 3 s on 2 threads = 0.1 one-core min; UNIT's 7 s on one
     thread); a record without a thread count is untimed, not zero; the no-defense cells cost nothing."""
