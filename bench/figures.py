@@ -36,7 +36,9 @@ def fig5(frame: pd.DataFrame, out: Path, defense: str = "unit") -> list[Path]:
     cells = cells.groupby(["dataset", "model", "attack"])[[c for c, _, _ in BARS]].mean().reset_index()
     pairs = list(cells[["dataset", "model"]].drop_duplicates().itertuples(index=False))
     attack_order = first_seen(paper_table1().attack)
-    fig, axes = plt.subplots(len(pairs), 1, figsize=(12, 3.2 * len(pairs)), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(pairs), 1, figsize=(12, 3.2 * len(pairs)), squeeze=False, layout="constrained"
+    )
     for ax, (dataset, model) in zip(axes[:, 0], pairs, strict=True):
         panel = cells[(cells.dataset == dataset) & (cells.model == model)].set_index("attack")
         attacks = ordered(list(panel.index), attack_order)

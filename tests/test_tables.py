@@ -290,6 +290,7 @@ def test_a_complete_grid_keeps_its_marks_and_two_decimals(tmp_path: Path) -> Non
     assert " 87.60 |" in text and " 87.6 |" not in text  # BNA: bare numbers keep their two decimals
     assert r"10.00$^\dagger$" in tables.table1_latex(grid)
 
+
 def test_cost_counts_one_core_minutes_per_defense_column(tmp_path: Path) -> None:
     """Minutes are wall-clock x threads (FT's 3 s on 2 threads = 0.1 one-core min; UNIT's 7 s on one
     thread); a record without a thread count is untimed, not zero; the no-defense cells cost nothing."""
