@@ -185,7 +185,7 @@ def cell_text(ours: float, paper: float, bold: bool, latex: bool, warned: bool =
     text = ("--" if latex else GAP) if pd.isna(ours) else f"{ours:.2f}"
     if bold and not pd.isna(ours):
         text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
-    if not pd.isna(warned) and bool(warned):  # a complete grid pivots to numpy bools, a gappy one to objects
+    if warned:
         text += "$^\\dagger$" if latex else WARNED
     if not pd.isna(paper):
         text += f" {{\\scriptsize({paper:.2f})}}" if latex else f" ({paper:.2f})"
@@ -195,8 +195,9 @@ def cell_text(ours: float, paper: float, bold: bool, latex: bool, warned: bool =
 def formatted(table: pd.DataFrame, metric: str, latex: bool = False) -> pd.DataFrame:
     """attack x defense strings 'ours (paper)', the row's best repaired value in bold."""
     ours, paper = wide(table, metric), wide(table, f"paper_{metric}")
-    flags = wide(table.assign(warned=table.get("warned", False)), "warned")
-    bold = best_mask(ours.mask(flags.eq(True)), lower_is_better=metric == "asr")
+    # a gap pivots to NaN, so the flags are filled and made plain bools once, here
+    flags = wide(table.assign(warned=table.get("warned", False)), "warned").fillna(False).astype(bool)
+    bold = best_mask(ours.mask(flags), lower_is_better=metric == "asr")
     out = pd.DataFrame(
         [[cell_text(ours.iat[i, j], paper.iat[i, j], bold.iat[i, j], latex, flags.iat[i, j])
           for j in range(ours.shape[1])]
@@ -253,6 +254,21 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
     return marks
 
 
+def averages_markdown(table: pd.DataFrame) -> str:
+    """The average row of each metric across the defenses, 'ours (paper)': the README's headline."""
+    average = table[table.attack == AVERAGE].set_index("defense")
+    rows = {
+        f"{metric.upper()}, ours (paper)": [
+            cell_text(average.at[d, metric], average.at[d, f"paper_{metric}"], bold=False, latex=False)
+            for d in average.index
+        ]
+        for metric in ("asr", "acc")
+    }
+    body = pd.DataFrame(rows, index=[label(d) for d in average.index]).T
+    body.index.name = "average over the attacks"
+    return body.to_markdown(colalign=("left",) + ("right",) * len(average), disable_numparse=True)
+
+
 def table1_markdown(table: pd.DataFrame) -> str:
     rho, n = spearman(table)
     cells = table[table.attack != AVERAGE]
@@ -261,7 +277,10 @@ def table1_markdown(table: pd.DataFrame) -> str:
         f" The paper's numbers are for {PAPER_PAIR[0]} / {PAPER_PAIR[1]} and are not shown beside these."
     )  # fmt: skip
     recorded = f"{int(cells.acc.notna().sum())} of {len(cells)} cells have a record"
-    parts = [f"Table 1 on {dataset} / {model}{table.attrs.get('setting', '')}. {recorded}.{paper_note}\n"]
+    parts = [
+        f"Table 1 on {dataset} / {model}{table.attrs.get('setting', '')}. {recorded}.{paper_note}\n",
+        f"### Averages over the attacks\n\n{averages_markdown(table)}\n",
+    ]
     for metric, title in (("asr", "ASR (%)"), ("acc", "ACC (%)")):
         body = formatted(table, metric).to_markdown(
             colalign=("left",) + ("right",) * table.defense.nunique(), disable_numparse=True

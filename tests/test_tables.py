@@ -352,3 +352,12 @@ def test_wandb_logger_draws_each_curve_against_its_own_epochs(monkeypatch: pytes
         "defense/epoch": 1,
         "defense/loss": 0.4,
     } in logged
+
+
+def test_readme_headline_is_the_committed_cifar_grid() -> None:
+    """The README's headline averages are the ones the committed CIFAR-10 records aggregate to (they are
+    copied from table1.md, so a grid that moves without the README fails here)."""
+    runs = REPO / "results" / "cpu_cifar" / "runs"
+    headline = tables.averages_markdown(tables.table1(records_frame(runs / "table1", runs / "vgg11")))
+    assert headline in (REPO / "README.md").read_text()
+    assert headline in (REPO / "results" / "cpu_cifar" / "table1.md").read_text()
