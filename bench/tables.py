@@ -254,6 +254,12 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
     return marks
 
 
+def strings_markdown(body: pd.DataFrame) -> str:
+    """A frame of final strings as markdown, numbers right-aligned; tabulate would reformat a column of
+    bare numbers ('87.6') if it parsed them."""
+    return body.to_markdown(colalign=("left",) + ("right",) * len(body.columns), disable_numparse=True)
+
+
 def averages_markdown(table: pd.DataFrame) -> str:
     """The average row of each metric across the defenses, 'ours (paper)': the README's headline."""
     average = table[table.attack == AVERAGE].set_index("defense")
@@ -266,7 +272,7 @@ def averages_markdown(table: pd.DataFrame) -> str:
     }
     body = pd.DataFrame(rows, index=[label(d) for d in average.index]).T
     body.index.name = "average over the attacks"
-    return body.to_markdown(colalign=("left",) + ("right",) * len(average), disable_numparse=True)
+    return strings_markdown(body)
 
 
 def table1_markdown(table: pd.DataFrame) -> str:
@@ -282,9 +288,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
         f"### Averages over the attacks\n\n{averages_markdown(table)}\n",
     ]
     for metric, title in (("asr", "ASR (%)"), ("acc", "ACC (%)")):
-        body = formatted(table, metric).to_markdown(
-            colalign=("left",) + ("right",) * table.defense.nunique(), disable_numparse=True
-        )  # the cells are final strings: tabulate would reformat a column of bare numbers ('87.6')
+        body = strings_markdown(formatted(table, metric))
         parts.append(f"### {title}: {'ours (paper)' if not paper_note else 'ours'}\n\n{body}\n")
     spearman_text = (
         f"{rho:.2f} over {n} defenses" if n >= MIN_SPEARMAN
