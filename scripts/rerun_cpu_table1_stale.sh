@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Rerun Fashion-MNIST Table 1 rows whose defense cells issue 16 changed, one single-thread sweep over
+# the given rows in order: scripts/rerun_cpu_table1_stale.sh NAME ATTACK... (run two, one per core,
+# in opposite orders). ANP's cell id did not change with its code, so before each row its record is
+# removed if it is still the committed one; the sweep then recomputes it with the current code. Cells
+# whose id changed are simply missing and get run; finished cells are skipped, so a stopped row resumes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export BENCH_DATA_DIR="${BENCH_DATA_DIR:-/work/shared/data}" WANDB_MODE="${WANDB_MODE:-offline}"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+name=$1
+shift
+for attack in "$@"; do
+  for record in results/cpu/runs/table1/fashion_mnist__resnet18__"${attack}"__anp__s0__*.json; do
+    if [ -e "$record" ] && git ls-files --error-unmatch "$record" >/dev/null 2>&1 \
+      && git diff --quiet -- "$record"; then
+      git rm -q --cached "$record" && rm "$record" && echo "removed pre-issue-16 record $record"
+    fi
+  done
+  .venv/bin/python -m bench -m experiment=cpu_table1 attack="$attack" \
+    "hydra.sweep.dir=multirun/cpu_table1_rerun/$name-$attack"
+done
