@@ -160,6 +160,13 @@ def test_tables_name_their_setting(tmp_path: Path) -> None:
     assert "width 0.25, epochs mixed, precision bf16" in heading
     clean = tables.table2_markdown(tables.table2(frame)).splitlines()[0]
     assert "width 0.25, epochs 20, precision bf16" in clean
+    # Records from before ``precision`` existed ran at its default: beside ones that name it, not mixed.
+    older = {key: value for key, value in config.items() if key != "precision"}
+    for path in runs.glob("*.json"):
+        row = json.loads(path.read_text())
+        named = row["attack"] == "blend"
+        path.write_text(json.dumps(row | {"config": older | ({"precision": "auto"} if named else {})}))
+    assert "precision auto" in tables.table1_markdown(tables.table1(records_frame(runs))).splitlines()[0]
 
 
 def test_cli_writes_tables(tmp_path: Path) -> None:
