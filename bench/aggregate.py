@@ -11,13 +11,14 @@ the records from W&B instead: RUNS_DIR is then a directory of offline runs, or `
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
 import pandas as pd
 
 from bench import figures, tables
-from bench.identity import MODEL_KEYS
+from bench.identity import LATER_KEYS, MODEL_KEYS
 from bench.records import read_records, record_fields
 from bench.wandb_records import read_api, read_offline
 
@@ -36,7 +37,24 @@ def records_frame(*sources: str | Path, wandb: bool = False) -> pd.DataFrame:
     records = [r for source in sources for r in read_source(source, wandb)]
     if not records:
         raise FileNotFoundError(f"no records in {', '.join(map(str, sources))}")
-    return pd.json_normalize(with_clean_accuracy(records))
+    return pd.json_normalize(with_clean_accuracy(with_later_keys(records)))
+
+
+def with_later_keys(records: list[dict]) -> list[dict]:
+    """Give every record's config the keys added after it ran (``LATER_KEYS``) at the value it ran with, so
+    an older record and a newer one of the same setting agree on them (tables, clean-model lookup)."""
+
+    def filled(config: dict) -> dict:
+        config = copy.deepcopy(config)  # the caller's records stay as read
+        for dotted, default in LATER_KEYS.items():
+            *parents, key = dotted.split(".")
+            node = config
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node.setdefault(key, default)
+        return config
+
+    return [{**r, "config": filled(r["config"])} if isinstance(r.get("config"), dict) else r for r in records]
 
 
 def victim_setting(record: dict) -> str:

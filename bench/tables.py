@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.identity import LATER_KEYS, RUN_ONLY_KEYS
+from bench.identity import RUN_ONLY_KEYS
 from bench.sanity import NO_BACKDOOR
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -66,14 +66,12 @@ SETTING_KEYS = {"width": "config.model.width", "epochs": "config.train.epochs",
 def setting(frame: pd.DataFrame) -> str:
     """The training and budget setting of the records for a heading (`` (width 0.25, epochs 20, ...)``,
     empty when the records lack the keys); a key whose records disagree is shown as ``mixed``, a train
-    size left unset as ``all``, a key added later (``LATER_KEYS``) missing from older records as the value
-    they ran with."""
+    size left unset as ``all`` (``aggregate.with_later_keys`` gives older records the keys added since)."""
     parts = []
     for name, column in SETTING_KEYS.items():
         if column not in frame:
             continue
-        unset = LATER_KEYS.get(column.removeprefix("config."), "all")
-        values = frame[column].astype(object).where(frame[column].notna(), unset).unique()
+        values = frame[column].astype(object).where(frame[column].notna(), "all").unique()
         parts.append(f"{name} {values[0] if len(values) == 1 else 'mixed'}")
     return f" ({', '.join(parts)})" if parts else ""
 

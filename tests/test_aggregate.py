@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench.aggregate import cell_table, records_frame, victim_table
@@ -41,3 +42,16 @@ def test_victim_table_reports_the_accuracy_cost(tmp_path: Path) -> None:
     table = victim_table(records_frame(tmp_path), ["attack.variant"])
     assert len(table) == 1 and table.iloc[0]["attack.variant"] == "paper"
     assert table.iloc[0]["d_acc"] == -1.0 and table.iloc[0]["ra_before"] == 0.5
+
+
+def test_older_records_read_with_the_keys_added_since(tmp_path: Path) -> None:
+    """A clean model recorded before ``precision`` existed ran at its default: it is the clean model of a
+    newer victim record that names the default, and not of one at another precision."""
+    write(tmp_path / "clean.json", attack="none", defense="none", acc_before=91.5, config={"seed": 0})
+    for precision in ("auto", "bf16"):
+        config = {"seed": 0, "precision": precision}
+        write(tmp_path / f"{precision}.json", attack="badnets", defense="ft", config=config)
+    frame = records_frame(tmp_path)
+    assert (frame["config.train.label_smoothing"] == 0.0).all()
+    victims = frame[frame.attack == "badnets"].set_index("config.precision")
+    assert victims.loc["auto", "acc_clean_model"] == 91.5 and pd.isna(victims.loc["bf16", "acc_clean_model"])

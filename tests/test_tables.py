@@ -176,7 +176,8 @@ def test_cli_writes_tables(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "o" / "table1.md").read_text()
     assert "| BadNets" in text and "**2.00** (0.78)" in text and "Spearman" in text
-    assert text.startswith("Table 1 on cifar10 / resnet18. 5 of 6 cells have a record.")  # no blend x ft
+    # no blend x ft; records that never named ``precision`` ran at its default, and the heading says so
+    assert text.startswith("Table 1 on cifar10 / resnet18 (precision auto). 5 of 6 cells have a record.")
 
 
 def test_a_second_pairs_runs_join_table2_and_fig5_but_not_table1(tmp_path: Path) -> None:
@@ -193,9 +194,8 @@ def test_a_second_pairs_runs_join_table2_and_fig5_but_not_table1(tmp_path: Path)
     command = [sys.executable, "-m", "bench.aggregate", str(grid), str(vgg), "--out", str(tmp_path / "o")]
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert (
-        (tmp_path / "o" / "table1.md").read_text().startswith("Table 1 on cifar10 / resnet18. 5 of 6 cells")
-    )
+    heading = (tmp_path / "o" / "table1.md").read_text().splitlines()[0]
+    assert heading.startswith("Table 1 on cifar10 / resnet18 (precision auto). 5 of 6")
     assert list(pd.read_csv(tmp_path / "o" / "table2.csv").model) == ["resnet18", "vgg11"]
     assert (tmp_path / "o" / "fig5.png").exists()
     with pytest.raises(ValueError, match="one dataset/model pair"):
