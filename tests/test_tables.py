@@ -329,7 +329,8 @@ def test_labels_bold_and_spearman_say_only_what_the_records_support(tmp_path: Pa
         (root / f"{attack}-{defense}.json").write_text(json.dumps(r))
     t1 = tables.table1(records_frame(root))
     text = tables.table1_markdown(t1)
-    assert text.startswith("Table 1 on fashion_mnist / resnet18.") and "not shown beside these" in text
+    assert text.startswith("Table 1 on fashion_mnist / resnet18 (precision auto).")
+    assert "not shown beside these" in text
     assert "(0.78)" not in text and "not computed (0 defenses" in text and "agree with the paper" not in text
     asr = tables.formatted(t1, "asr")
     assert asr.loc["BadNets", "UNIT"] == "**2.00**" and asr.loc["Blend", "UNIT"] == "5.00"  # Blend: UNIT only
