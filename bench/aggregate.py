@@ -11,14 +11,13 @@ the records from W&B instead: RUNS_DIR is then a directory of offline runs, or `
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
 
 import pandas as pd
 
 from bench import figures, tables
-from bench.identity import LATER_KEYS, MODEL_KEYS
+from bench.identity import MODEL_KEYS, filled_later_keys
 from bench.records import read_records, record_fields
 from bench.wandb_records import read_api, read_offline
 
@@ -43,18 +42,8 @@ def records_frame(*sources: str | Path, wandb: bool = False) -> pd.DataFrame:
 def with_later_keys(records: list[dict]) -> list[dict]:
     """Give every record's config the keys added after it ran (``LATER_KEYS``) at the value it ran with, so
     an older record and a newer one of the same setting agree on them (tables, clean-model lookup)."""
-
-    def filled(config: dict) -> dict:
-        config = copy.deepcopy(config)  # the caller's records stay as read
-        for dotted, default in LATER_KEYS.items():
-            *parents, key = dotted.split(".")
-            node = config
-            for parent in parents:
-                node = node.setdefault(parent, {})
-            node.setdefault(key, default)
-        return config
-
-    return [{**r, "config": filled(r["config"])} if isinstance(r.get("config"), dict) else r for r in records]
+    return [{**r, "config": filled_later_keys(r["config"])} if isinstance(r.get("config"), dict) else r
+            for r in records]  # fmt: skip
 
 
 def victim_setting(record: dict) -> str:

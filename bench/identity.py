@@ -8,6 +8,8 @@ does: keys added later and classes moved later are hashed as they were when the 
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -63,15 +65,30 @@ def hashed_targets(node: Any) -> Any:
     return node
 
 
+def later_key_slots(config: dict[str, Any], create: bool) -> Iterator[tuple[dict[str, Any], str, Any]]:
+    """For each ``LATER_KEYS`` entry: the dict of ``config`` that holds it, its last key and its default
+    (``create`` adds missing parent dicts to ``config``; without it a detached empty dict stands in)."""
+    for dotted, default in LATER_KEYS.items():
+        *parents, key = dotted.split(".")
+        node = config
+        for parent in parents:
+            node = node.setdefault(parent, {}) if create else (node.get(parent) or {})
+        yield node, key, default
+
+
+def filled_later_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a record's config with every key added after it ran at the value it ran with."""
+    config = copy.deepcopy(config)
+    for node, key, default in later_key_slots(config, create=True):
+        node.setdefault(key, default)
+    return config
+
+
 def semantic_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """The resolved config minus keys that cannot change the result (paths, logging, device), in the form
     it is hashed in."""
     out = {k: v for k, v in container(cfg).items() if k not in (*RUN_ONLY_KEYS, *DERIVED_KEYS)}
-    for dotted, default in LATER_KEYS.items():
-        *parents, key = dotted.split(".")
-        node = out
-        for p in parents:
-            node = node.get(p) or {}
+    for node, key, default in later_key_slots(out, create=False):
         if key in node and node[key] == default:
             del node[key]
     out["dataset"] = {k: v for k, v in out["dataset"].items() if k not in DATA_ACCESS_KEYS}
