@@ -134,9 +134,11 @@ def set_precision(name: str) -> None:
     _precision = name
 
 
-def autocast(device: torch.device) -> torch.autocast:
-    enabled = _precision == "bf16" or (_precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
+    """bf16 autocast where the run's precision asks for it; ``enabled=False`` forces float32 (a
+    computation whose answer bf16's resolution would change, e.g. UNIT's bounds)."""
+    on = enabled and (_precision == "bf16" or (_precision == "auto" and device.type == "cuda"))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:

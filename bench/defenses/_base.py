@@ -68,10 +68,12 @@ def on_device(data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+def accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, fp32: bool = False
+) -> float:
     """Accuracy in [0, 1] on float images already on the model's device (validation loops), in the
-    run's precision (``bench.core.engine.autocast``)."""
-    with autocast(x.device):
+    run's precision (``bench.core.engine.autocast``), or in float32 with ``fp32``."""
+    with autocast(x.device, enabled=not fp32):
         correct = sum(int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
                       for i in range(0, len(x), batch_size))  # fmt: skip
     return correct / max(len(y), 1)

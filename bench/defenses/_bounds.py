@@ -96,7 +96,8 @@ def activation_statistics(
     model: nn.Module, layers: list[tuple[str, nn.Module]], x: torch.Tensor, device: torch.device,
     batch_size: int = 512,
 ) -> dict[str, dict[str, torch.Tensor]]:  # fmt: skip
-    """Per-element mean, unbiased std and max of each layer's output over uint8 images ``x``."""
+    """Per-element mean, unbiased std and max of each layer's output over images ``x`` (uint8, or float
+    in [0, 1]), in float32."""
     sums: dict[str, list[torch.Tensor]] = {}
 
     def hook(name: str):
@@ -113,7 +114,9 @@ def activation_statistics(
     model.eval()
     try:
         for i in range(0, len(x), batch_size):
-            model(to_float(x[i : i + batch_size].to(device)).contiguous(memory_format=torch.channels_last))
+            xb = x[i : i + batch_size].to(device)
+            xb = to_float(xb) if xb.dtype == torch.uint8 else xb
+            model(xb.contiguous(memory_format=torch.channels_last))
     finally:
         for h in handles:
             h.remove()

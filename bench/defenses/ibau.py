@@ -2,7 +2,8 @@
 
 Minimax unlearning with one UNIVERSAL perturbation delta (one tensor for all inputs). Each of ``rounds``:
 1. inner maximisation: one pass of SGD (lr ``inner_lr``) on -CE(f(x + delta), f's own labels)
-   + ``penalty`` * ||delta||^2, then delta projected onto the L2 ball of radius ``radius``;
+   + ``penalty`` * ||delta||^2 (``radius``: then projected onto that L2 ball; the original's projection
+   is commented out, so the default is none);
 2. outer minimisation, per batch: CE of the model on the batch with delta added to a random
    ``patch_ratio`` of its images; its gradient w.r.t. the weights includes the implicit term through
    delta*(weights), approximated by ``K`` fixed-point iterations of the inner map
@@ -36,7 +37,7 @@ class IBAU(Defense):
         inner_lr: Positive = 10.0,
         fixed_point_lr: Positive = 0.1,
         penalty: float = 1e-3,
-        radius: float = 10.0,
+        radius: Positive | None = None,
         patch_ratio: Fraction = 0.01,
         batch_size: PositiveInt = 100,
     ) -> None:
@@ -66,6 +67,8 @@ class IBAU(Defense):
             delta.requires_grad_(True)
             (grad,) = torch.autograd.grad(self.inner_loss(model, x, own, delta), delta)
             delta = (delta - self.inner_lr * grad).detach()
+        if self.radius is None:
+            return delta
         return delta * min(1.0, self.radius / max(delta.norm().item(), 1e-12))
 
     def patch_mask(self, x: torch.Tensor, rng: random.Random) -> torch.Tensor:

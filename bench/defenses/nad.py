@@ -4,7 +4,12 @@
 2. Student: the backdoored model trained with CE + sum_i beta_i * AT-loss at the ends of the last
    ``len(betas)`` stages (found for any architecture by ``stage_ends``). The attention map of a feature
    map f is a = mean_c |f_c|^p, flattened and L2-normalised; the AT-loss is the mean squared difference
-   between the student's and the teacher's maps (BackdoorBench's form; betas 500/1000/1000, p = 2).
+   between the student's and the teacher's maps (the original's; betas 500/1000/1000, p = 2).
+   That mean runs over the map's H*W elements of a unit vector, so a term weighs ~beta / (H*W): the
+   betas were set on WRN-16-1's 32x32, 16x16 and 8x8 maps (``betas_at_hw`` = 1024, 256, 64), and each
+   is scaled by (our map's H*W) / (that H*W) so it weighs as in the original (ResNet-18's last stages at
+   16, 8, 4: betas 125/250/250). ``betas_at_hw=null`` uses the betas as given (BackdoorBench, whose
+   PreAct-ResNet-18 maps are 4x smaller than the original's with the same betas).
 Both phases run NAD's own recipe (conf/finetune/nad.yaml: SGD lr 0.1 -> 0.01 after epoch 2, Nesterov,
 batch 64; teacher 10 epochs, student 20).
 """
@@ -21,7 +26,7 @@ import torch.nn.functional as F
 from bench.core.engine import Recipe, fit
 from bench.core.errors import ConfigError
 from bench.core.network import capture, stage_ends
-from bench.core.schema import Positive
+from bench.core.schema import Positive, PositiveInt
 from bench.defenses._base import DefenderContext, Defense
 
 
@@ -57,19 +62,43 @@ class NAD(Defense):
         teacher_recipe: Recipe,
         betas: tuple[float, ...] = (500, 1000, 1000),
         p: Positive = 2,
+        betas_at_hw: tuple[PositiveInt, ...] | None = (1024, 256, 64),
     ) -> None:
         if not betas or any(b < 0 for b in betas):
             raise ConfigError(f"defense.betas must be non-negative weights, one per stage; got {betas}")
+        if betas_at_hw is not None and len(betas_at_hw) != len(betas):
+            raise ConfigError(
+                f"defense.betas_at_hw needs one map size per beta; got {betas_at_hw} for {betas}"
+            )
         self.recipe, self.teacher_recipe, self.betas, self.p = recipe, teacher_recipe, list(betas), p
+        self.betas_at_hw = None if betas_at_hw is None else list(betas_at_hw)
+
+    def effective_betas(
+        self, model: nn.Module, layers: list[str], image_shape: tuple[int, ...]
+    ) -> list[float]:
+        """The betas scaled by (H*W of our map) / ``betas_at_hw``, so each term weighs as in the original."""
+        if self.betas_at_hw is None:
+            return list(self.betas)
+        device = next(model.parameters()).device
+        was_training = model.training
+        with torch.no_grad(), capture(model, layers) as maps:
+            model.eval()(torch.zeros(1, *image_shape, device=device))
+        model.train(was_training)
+        return [b * maps[n].shape[-2] * maps[n].shape[-1] / hw
+                for b, n, hw in zip(self.betas, layers, self.betas_at_hw, strict=True)]  # fmt: skip
 
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         teacher = copy.deepcopy(model)
         fit(teacher, ctx.data, self.teacher_recipe, ctx.device, seed=ctx.seed, desc="nad teacher",
             progress=ctx.progress)  # fmt: skip
         teacher.requires_grad_(False)
-        layers = stage_ends(model, tuple(ctx.data.x.shape[1:]), len(self.betas))
-        loss = AttentionDistillationLoss(teacher, layers, self.betas, self.p)
+        image_shape = tuple(ctx.data.x.shape[1:])
+        layers = stage_ends(model, image_shape, len(self.betas))
+        betas = self.effective_betas(model, layers, image_shape)
+        loss = AttentionDistillationLoss(teacher, layers, betas, self.p)
         fit(model, ctx.data, self.recipe, ctx.device, seed=ctx.seed + 1, desc="nad student",
             progress=ctx.progress, loss_fn=loss)  # fmt: skip
-        return model, {"layers": layers, "betas": self.betas, "final_ce": round(loss.last["ce"], 4),
-                       "final_at": round(loss.last["at"], 6)}  # fmt: skip
+        last = loss.last
+        info = {"layers": layers, "betas": [round(b, 4) for b in betas],
+                "final_ce": round(last["ce"], 4), "final_at": round(last["at"], 6)}  # fmt: skip
+        return model, info
