@@ -27,10 +27,13 @@ from bench.plan import PLAN_MARKER, plan_cell, plan_line, sweep_summary
 from bench.records import failure_path, record_path
 
 
-def scaled_steps(steps: int, *, _root_: DictConfig) -> int:
+def scaled_steps(steps: int, name: str | None = None, *, _root_: DictConfig) -> int:
     """``${scaled:N}``: a defense's optimisation length N times ``budget.scale`` (at least 1), so one key
-    shrinks every defense's iterations alike (the ``cpu`` and ``smoke`` experiments set it)."""
-    return max(1, round(steps * float(_root_.budget.scale)))
+    shrinks every defense's iterations alike (the ``cpu`` and ``smoke`` experiments set it).
+    ``${scaled:N,name}`` takes ``budget.scale_of[name]`` instead where an experiment sets one (a defense
+    that only works at its original length keeps it while the others shrink)."""
+    scale = (_root_.budget.get("scale_of") or {}).get(name, _root_.budget.scale)
+    return max(1, round(steps * float(scale)))
 
 
 def aux_scaled_steps(steps: int, *, _root_: DictConfig) -> int:

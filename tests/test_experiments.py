@@ -71,8 +71,21 @@ def test_cpu_grids_reuse_their_settings_victims(setting: str, grid: str, attack:
         sem = semantic_config(compose_config([f"experiment={experiment}", f"attack={attack}"]))
         keys.append(victim_key(sem, sem["attack"]))
     assert keys[0] == keys[1]
-    table1 = compose_config([f"experiment={grid}", "defense=nc"])
-    assert table1.defense.steps < compose_config([f"experiment={setting}", "defense=nc"]).defense.steps
+    table1 = compose_config([f"experiment={grid}", "defense=bna"])
+    assert table1.defense.steps < compose_config([f"experiment={setting}", "defense=bna"]).defense.steps
+
+
+@pytest.mark.parametrize(
+    ("defense", "key", "original"), [("anp", "iterations", 2000), ("nc", "steps", 31000)]
+)
+def test_cifar_grid_keeps_the_lengths_at_which_anp_and_nc_work(defense: str, key: str, original: int) -> None:
+    """budget.scale_of: the grid shrinks the others x0.1 but keeps ANP's and NC's original lengths."""
+    cfg = compose_config(["experiment=cpu_cifar_table1", f"defense={defense}"])
+    assert cfg.defense[key] == original and cfg.budget.scale == 0.1
+    shrunk = compose_config(
+        ["experiment=cpu_cifar_table1", f"defense={defense}", f"budget.scale_of.{defense}=0.1"]
+    )
+    assert shrunk.defense[key] == round(original * 0.1)
 
 
 @pytest.mark.parametrize(("preset", "gpus"), [("slurm_gpu", 1), ("slurm_cpu", None)])

@@ -7,8 +7,10 @@ code, per batch: the noise is drawn uniform in [-eps, eps], then takes ``anp_ste
 cross-entropy that move it by the SIGN of its gradient (lr eps / anp_steps; the original does not project
 it back into the eps-box afterwards, and neither do we); then the masks take one SGD step (lr
 ``mask_lr``, momentum 0.9) on anp_alpha * CE(masked) + (1 - anp_alpha) * CE(masked and perturbed) and are
-clipped to [0, 1]. BN normalises with the BATCH statistics while the masks are learnt (the original trains
-in train mode); the model's running statistics are never changed.
+clipped to [0, 1]. Each batch is drawn with replacement and, with ``augment``, randomly cropped (padding
+4) and flipped, as the original's ``transform_train``. BN normalises with the BATCH statistics while the
+masks are learnt (the original trains in train mode); the model's running statistics are never changed
+(the original updates them, then prunes a fresh copy of the checkpoint: the same pruned model).
 Neurons whose mask ends below ``threshold`` are pruned in order of their mask, as far as accuracy on the
 defender's validation split stays within ``tolerance`` (the original fixes a threshold and reads test
 accuracy; BackdoorBench picks it with test ASR, which a defender cannot). Pruning zeroes what the mask
@@ -26,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.core.engine import augment as augment_batch
 from bench.core.engine import progress_bar
 from bench.core.errors import ConfigError, check_fraction
 from bench.core.schema import OpenFraction, Positive, PositiveInt, UnitInterval
@@ -99,6 +102,7 @@ class ANP(Defense):
         threshold: UnitInterval = 0.2,
         tolerance: UnitInterval = 0.05,
         val_ratio: OpenFraction = 0.2,
+        augment: bool = True,
     ) -> None:
         if iterations < 1 or anp_steps < 0 or eps < 0:
             raise ConfigError(f"anp needs iterations >= 1, anp_steps >= 0, eps >= 0; got {iterations}, "
@@ -108,6 +112,7 @@ class ANP(Defense):
         self.mask_lr, self.threshold = mask_lr, threshold
         self.tolerance = check_fraction("defense.tolerance", tolerance)
         self.val_ratio = check_fraction("defense.val_ratio", val_ratio, high_closed=False)
+        self.augment = augment
 
     def learn_masks(self, model: nn.Module, bnp: BatchNormPerturbation, x: torch.Tensor, y: torch.Tensor,
                     ctx: DefenderContext) -> None:  # fmt: skip
@@ -117,6 +122,8 @@ class ANP(Defense):
         for _ in progress_bar(range(self.iterations), desc="anp masks", enabled=ctx.progress):
             idx = torch.randint(len(x), (self.batch_size,), generator=gen).to(x.device)
             xb, yb = x[idx], y[idx]
+            if self.augment:
+                xb = augment_batch(xb, 4, True, gen)
             if self.eps > 0:
                 bnp.reset_noise(self.eps, gen)
                 for _ in range(self.anp_steps):  # ascend the loss over the noise, by the gradient's sign

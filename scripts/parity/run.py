@@ -4,10 +4,12 @@
     python scripts/parity/run.py --defense unit --official /path/to/UNIT --attack blend -- defense.eps=0.03
 
 The victim is the cell ``experiment=<experiment> attack=<attack> seed=<seed>`` (from the model cache,
-trained on a miss). The official code runs once per victim (its printed output is kept in
-``<out dir>/official/``, and reused when that file exists unless ``--rerun-official``); ours runs once per
-setting the adapter names (``official_<defense>.py``). Everything runs in this process, one after the
-other, on all the threads torch is given: time nothing else beside it.
+trained on a miss). The official code runs once per victim, ours once per setting the adapter names
+(``official_<defense>.py``); each side's result is kept under ``<out dir>/official/`` (with everything the
+official code printed) and ``<out dir>/ours/``, reused unless ``--rerun``, and a row is written once both
+sides of it exist. ``--side official`` and ``--side ours`` split the work over two processes, e.g. one
+single-thread process per core (OMP_NUM_THREADS=1): every time is then a one-core figure taken beside the
+other side, never beside anything else.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
-from harness import OfficialResult, Row, git_commit, load_victim, run_ours, write_row  # noqa: E402
+import torch  # noqa: E402
+from harness import Row, git_commit, load_victim, run_ours, write_row  # noqa: E402
 
 from bench.entry import compose_config  # noqa: E402
 from bench.host import compute_info  # noqa: E402
@@ -32,55 +36,84 @@ from bench.host import compute_info  # noqa: E402
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--defense", required=True, help="an adapter scripts/parity/official_<defense>.py")
-    p.add_argument("--official", required=True, type=Path, help="the official code's checkout")
+    p.add_argument("--official", type=Path, help="the official code's checkout (for --side official/both)")
     p.add_argument("--attack", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--experiment", default="cpu_cifar")
     p.add_argument("--out", type=Path, default=REPO / "results" / "parity" / "parity.csv")
+    p.add_argument(
+        "--side",
+        choices=("both", "official", "ours"),
+        default="both",
+        help="run one side only (two processes, one per core); rows are written once both exist",
+    )
     p.add_argument("--settings", nargs="*", help="only these of the adapter's settings (default: all)")
-    p.add_argument("--rerun-official", action="store_true", help="run the official code even if logged")
+    p.add_argument("--rerun", action="store_true", help="run a side again even if its result is stored")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for both the victim and our defense")
     return p.parse_args(argv)
 
 
-def official_result(args: argparse.Namespace, adapter, victim, cfg) -> OfficialResult:  # noqa: ANN001
-    log_path = args.out.parent / "official" / f"{args.defense}__{args.attack}__s{args.seed}.json"
-    if log_path.is_file() and not args.rerun_official:
-        return OfficialResult(**json.loads(log_path.read_text()))
-    result = adapter.run_official(args.official, victim, adapter.official_config(cfg, victim))
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(json.dumps(asdict(result), indent=1) + "\n")
-    return result
+def stored(args: argparse.Namespace, side: str, setting: str | None = None) -> Path:
+    """Where one side's result (and the official code's printed output) is kept, beside the CSV."""
+    name = f"{args.defense}__{args.attack}__s{args.seed}" + (f"__{setting}" if setting else "")
+    return args.out.parent / side / f"{name.replace('=', '-')}.json"
+
+
+def keep(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    if not args.official.is_dir():
+    if args.side != "ours" and (args.official is None or not args.official.is_dir()):
         sys.exit(f"error: --official {args.official} is not a directory (a checkout of the official code)")
     adapter = importlib.import_module(f"official_{args.defense}")
+    settings = [s for s in adapter.SETTINGS if not args.settings or s in args.settings]
     base = [f"experiment={args.experiment}", f"attack={args.attack}", f"defense={args.defense}",
             f"seed={args.seed}", "logger=none", "progress=false", *args.overrides]  # fmt: skip
     cfg = compose_config(base)
     victim = load_victim(cfg)
     print(f"victim {args.attack} seed {args.seed}: ACC {victim.acc:.2f}, ASR {victim.asr:.2f}", flush=True)
-    ref = official_result(args, adapter, victim, cfg)
-    commit = git_commit(args.official)
-    print(f"official ({commit[:12]}): ACC {ref.acc:.2f}, ASR {ref.asr:.2f}, {ref.seconds:.1f} s", flush=True)
-    for setting, extra in adapter.SETTINGS.items():
-        if args.settings and setting not in args.settings:
+    cpu, threads = compute_info().get("cpu", ""), torch.get_num_threads()
+    ref_path = stored(args, "official")
+    if args.side != "ours" and (args.rerun or not ref_path.is_file()):
+        ref = adapter.run_official(args.official, victim, adapter.official_config(cfg, victim))
+        ref_record = {**asdict(ref), "commit": git_commit(args.official), "cpu": cpu, "threads": threads}
+        keep(ref_path, ref_record)
+        print(f"official: ACC {ref.acc:.2f}, ASR {ref.asr:.2f}, {ref.seconds:.1f} s", flush=True)
+    for setting in settings if args.side != "official" else []:
+        path = stored(args, "ours", setting)
+        if path.is_file() and not args.rerun:
             continue
-        ours_cfg = compose_config(base + extra)
-        acc, asr, seconds, info = run_ours(ours_cfg.defense, victim)
+        acc, asr, seconds, info = run_ours(compose_config(base + adapter.SETTINGS[setting]).defense, victim)
+        keep(path, {"acc": acc, "asr": asr, "seconds": seconds, "info": info, "victim_acc": victim.acc,
+                    "victim_asr": victim.asr, "cpu": cpu, "threads": threads})  # fmt: skip
+        print(f"ours {setting}: ACC {acc:.2f}, ASR {asr:.2f}, {seconds:.1f} s", flush=True)
+    write_rows(args, settings)
+
+
+def write_rows(args: argparse.Namespace, settings: list[str]) -> None:
+    """One CSV row per setting whose two sides are both stored."""
+    ref_path = stored(args, "official")
+    if not ref_path.is_file():
+        return
+    ref = json.loads(ref_path.read_text())
+    for setting in settings:
+        path = stored(args, "ours", setting)
+        if not path.is_file():
+            continue
+        ours = json.loads(path.read_text())
         row = Row(
-            defense=args.defense, attack=args.attack, seed=args.seed, ours_acc=acc, ours_asr=asr,
-            ref_acc=ref.acc, ref_asr=ref.asr, ours_s=round(seconds, 1), ref_s=round(ref.seconds, 1),
-            ref_commit=commit, setting=setting, victim_acc=victim.acc, victim_asr=victim.asr,
-            ref_victim_acc=ref.victim_acc, ref_victim_asr=ref.victim_asr, cpu=compute_info().get("cpu", ""),
+            defense=args.defense, attack=args.attack, seed=args.seed, ours_acc=ours["acc"],
+            ours_asr=ours["asr"], ref_acc=ref["acc"], ref_asr=ref["asr"], ours_s=round(ours["seconds"], 1),
+            ref_s=round(ref["seconds"], 1), ref_commit=ref["commit"], setting=setting,
+            victim_acc=ours["victim_acc"], victim_asr=ours["victim_asr"], ref_victim_acc=ref["victim_acc"],
+            ref_victim_asr=ref["victim_asr"], threads=ours["threads"], cpu=ours["cpu"],
         )  # fmt: skip
         write_row(args.out, row)
-        print(
-            f"ours {setting}: ACC {acc:.2f}, ASR {asr:.2f}, {seconds:.1f} s; {json.dumps(info)}", flush=True
-        )
+        print(f"row {setting}: ours {row.ours_acc:.2f}/{row.ours_asr:.2f}, official {row.ref_acc:.2f}/"
+              f"{row.ref_asr:.2f} (ACC/ASR)", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
