@@ -9,6 +9,7 @@ import torch.nn as nn
 from bench.cell import run_cell
 from bench.core import engine
 from bench.core.images import ImageSet
+from bench.defenses import unit as unit_module
 from bench.defenses._base import DefenderContext, accuracy, split_train_val
 from bench.defenses._bounds import (
     BoundedActivation,
@@ -226,3 +227,24 @@ def test_unit_augment_modes_run(augment: str) -> None:
         halves_model(), DefenderContext(data, 10, CPU, progress=False)
     )
     assert info["steps_run"] == 2
+
+
+def test_chunked_step_gradient_is_the_full_batch_gradient(monkeypatch) -> None:
+    """The step's gradient in CHUNK-sized passes equals one pass over the whole batch (the reference's)."""
+    model = trained_toy_model().eval().requires_grad_(False)
+    layers = find_activations(model, (nn.ReLU,))
+    data = toy_data(50, seed=4)
+    stats = activation_statistics(model, layers, data.x, CPU)
+    modules = wrap_activations(model, {n: s["mean"] + s["std"] for n, s in stats.items()})
+    for m in modules:
+        m.bound.requires_grad_(True)
+    x, y = data.x.float() / 255, data.y
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    full = [m.bound.grad.clone() for m in modules]
+    assert any(g.abs().sum() > 0 for g in full)
+    for m in modules:
+        m.bound.grad = None
+    monkeypatch.setattr(unit_module, "CHUNK", 16)  # 50 images: passes of 16, 16, 16 and 2
+    unit_module.accumulate_ce_gradient(model, x, y)
+    for g, m in zip(full, modules, strict=True):
+        assert torch.allclose(g, m.bound.grad, atol=1e-6)

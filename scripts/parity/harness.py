@@ -149,6 +149,10 @@ class PILImages(torch.utils.data.Dataset):
         return self.transform(img), int(self.data.y[i])
 
 
+# top-level names official codes use for their own packages (namespace packages have no __file__)
+OFFICIAL_PACKAGES = ("data", "models", "utils", "backdoors")
+
+
 @contextlib.contextmanager
 def official_checkout(path: Path) -> Iterator[None]:
     """Import the official code from its checkout (its modules shadow nothing of ours), on the CPU:
@@ -163,8 +167,11 @@ def official_checkout(path: Path) -> Iterator[None]:
     finally:
         torch.Tensor.cuda, nn.Module.cuda = tensor_cuda, module_cuda  # type: ignore[method-assign]
         sys.path.remove(str(path))
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
+        root = str(path.resolve())
+        for name in set(sys.modules) - before:  # the checkout's own modules, not what they imported
+            file = getattr(sys.modules[name], "__file__", None) or ""
+            if file.startswith(root) or name in OFFICIAL_PACKAGES:
+                del sys.modules[name]
 
 
 @contextlib.contextmanager
