@@ -14,7 +14,7 @@ import os
 import re
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -22,6 +22,7 @@ import torch
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from bench.catalogue import CONF_DIR
 from bench.core.engine import Precision
 from bench.core.errors import SettingError, config_error
 from bench.core.schema import NON_NEGATIVE, OpenFraction, Positive, PositiveInt, Range
@@ -31,6 +32,7 @@ from bench.core.schema import NON_NEGATIVE, OpenFraction, Positive, PositiveInt,
 class Budget:
     finetune_epochs: PositiveInt | None = None
     scale: Positive = 1.0
+    scale_of: dict[str, Positive] = field(default_factory=dict)
     aux_scale: Positive = 1.0
 
 
@@ -72,6 +74,8 @@ def describe(hint: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in get_args(hint))
     if origin in (list, tuple):
         return "a list"
+    if origin is dict:
+        return f"a mapping of {describe(get_args(hint)[0])} to {describe(get_args(hint)[1])}"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
@@ -90,6 +94,11 @@ def fits(value: Any, hint: Any, rng: Range | None = None) -> bool:
     if origin in (list, tuple):
         args = [a for a in get_args(hint) if a is not Ellipsis]
         return isinstance(value, list | tuple) and all(fits(v, args[0] if args else Any) for v in value)
+    if origin is dict:
+        key_hint, value_hint = get_args(hint)
+        return isinstance(value, dict) and all(
+            fits(k, key_hint) and fits(v, value_hint) for k, v in value.items()
+        )
     if hint is type(None) or hint is None:
         return value is None
     if hint is bool:
@@ -161,6 +170,16 @@ def check_device(name: str) -> None:
         raise SettingError(f"device={name} but this machine has no CUDA device; use device=cpu or auto")
 
 
+def check_scaled_defenses(budget: dict[str, Any]) -> None:
+    """``budget.scale_of`` names defenses (conf/defense options): a misspelt name would scale nothing."""
+    options = sorted(p.stem for p in (CONF_DIR / "defense").glob("*.yaml"))
+    for name in budget.get("scale_of") or {}:
+        if name not in options:
+            raise SettingError(
+                f"budget.scale_of.{name}: no defense is named {name!r}; options: {', '.join(options)}"
+            )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first key of ``cfg`` whose value the code does not allow."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -173,6 +192,11 @@ def validate(cfg: DictConfig) -> None:
                     check_value(f"budget.{sub}", resolved["budget"][sub], sub_hint)
         elif key in resolved:
             check_value(key, resolved[key], hint)
+    check_scaled_defenses(resolved.get("budget") or {})
+    epochs = (resolved.get("train") or {}).get("epochs", 1)
+    if isinstance(epochs, int) and epochs < 1:
+        untrained = "its record would be an untrained model's"
+        raise SettingError(f"train.epochs={epochs} trains no victim ({untrained}): must be >= 1")
     check_device(resolved["device"])
     for key in WRITABLE_DIRS:
         check_writable(key, resolved[key])

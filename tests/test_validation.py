@@ -131,8 +131,9 @@ def test_checks_across_keys_run_before_any_data(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "override",
-    ["attack.poison_rate=abc", "model.width=0", "defense=unit", "train.epochs=-1", "device=cuda:x"],
-)
+    ["attack.poison_rate=abc", "model.width=0", "defense=unit", "train.epochs=-1", "train.epochs=0",
+     "device=cuda:x", "budget.scale_of.anpp=1.0", "attack=badnet", "experiment=smok", "defense.epz=0.01"],
+)  # fmt: skip
 def test_cli_refuses_one_line_exit_2_and_writes_nothing(tmp_path: Path, override: str) -> None:
     overrides = [override] if override != "defense=unit" else ["defense=unit", "defense.schedule=fast"]
     out = subprocess.run(
@@ -145,3 +146,29 @@ def test_cli_refuses_one_line_exit_2_and_writes_nothing(tmp_path: Path, override
     key = (overrides[-1]).split("=")[0]
     assert len(errors) == 1 and key in errors[0] and "Traceback" not in out.stderr
     assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["attack=badnet"], "attack=badnet: no such option (did you mean badnets"),
+        (["-m", "attack=badnets,blnd"], "attack=blnd: no such option (did you mean blend"),
+        (["defense=unit", "defense.epz=0.01"], "defense.epz is not a setting (did you mean eps?)"),
+        (["-m", "defense=unit,ft", "defense.eps=0.01,0.03"], None),  # eps is UNIT's: the first value decides
+        (["attack=glob(*)", "defense=none"], None),
+        (["--help", "attack=badnet"], None),  # Hydra's help shows the options
+    ],
+)
+def test_command_line_mistakes_are_one_line(argv: list[str], expected: str | None) -> None:
+    from bench.command_line import check
+
+    error = check(argv)
+    assert (error is None) if expected is None else (error is not None and error.startswith(expected))
+
+
+def test_scale_of_names_a_defense_and_a_positive_scale() -> None:
+    with pytest.raises(SettingError, match=r"budget\.scale_of\.anpp: no defense is named 'anpp'"):
+        validate(compose_cfg(["budget.scale_of.anpp=1.0"])[0])
+    with pytest.raises(SettingError, match=r"budget\.scale_of"):
+        validate(compose_cfg(["budget.scale_of.anp=-1"])[0])
+    validate(compose_cfg(["budget.scale_of.anp=0.5"])[0])
