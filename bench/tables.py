@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.identity import RUN_ONLY_KEYS
-from bench.sanity import NO_BACKDOOR
+from bench.sanity import AT_CHANCE, COLLAPSE_DROP, NO_BACKDOOR
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
 GAP = "–"
@@ -27,9 +27,10 @@ LABELS = {
     "issba": "ISSBA", "lira": "LIRA", "instagram": "Instagram", "dfst": "DFST", "adap_blend": "Adap-Blend",
     "ft": "FT", "fp": "FP", "nad": "NAD", "anp": "ANP", "nc": "NC", "ibau": "I-BAU", "seam": "SEAM",
     "unit": "UNIT", "tsbd": "TSBD", "bna": "BNA", "strip": "STRIP", "clip_uniform": "Uniform clip",
-    "average": "Average",
+    "average": "Average", "average, collapsed left out": "Average, collapsed left out",
 }  # fmt: skip
 AVERAGE = "average"
+KEPT = "average, collapsed left out"  # the average over the cells whose model did not collapse
 
 
 def paper_table1() -> pd.DataFrame:
@@ -124,8 +125,15 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     pair = tuple(frame[["dataset", "model"]].iloc[0])
     if pair != PAPER_PAIR:  # the paper's numbers are of its pair only
         paper = paper.assign(acc=float("nan"), asr=float("nan"))
-    ours = seed_means(frame, ["attack", "defense"], ["acc", "asr", "ra", "der", "defense_s"])
+    # a DER against chance is not a number; a frame without the victim's ACC has no collapsed cell
+    frame = frame.assign(
+        der=frame.der.where(~at_chance(frame)), acc_before=frame.get("acc_before", float("nan"))
+    )
+    ours = seed_means(frame, ["attack", "defense"], ["acc", "asr", "ra", "der", "defense_s", "acc_before"])
     ours = ours.merge(warned_cells(frame), how="left")
+    ours["collapsed"] = (ours.defense != "none") & (ours.acc_before - ours.acc > COLLAPSE_DROP)
+    ours["warned"] = ours.warned.fillna(False).astype(bool) | ours.collapsed
+    ours = ours.drop(columns="acc_before")
     attacks = ordered(ours.attack, first_seen(paper.attack))
     defenses = ordered(ours.defense, first_seen(paper.defense))
     grid = pd.MultiIndex.from_product([attacks, defenses], names=["attack", "defense"]).to_frame(index=False)
@@ -139,12 +147,24 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     same = table[~table.attack.isin(unbackdoored)]
     same = same.assign(**{f"paper_{m}": same[f"paper_{m}"].where(same[m].notna()) for m in ("acc", "asr")})
     average = same.groupby("defense", sort=False).mean(numeric_only=True).reset_index()
-    average = average.assign(attack=AVERAGE, n_seeds=float("nan"), warned=False)
-    out = pd.concat([table, average[table.columns]], ignore_index=True)
+    average = average.assign(attack=AVERAGE, n_seeds=float("nan"), warned=False, collapsed=False)
+    # and over the cells whose model did not collapse (the paper's over the same attacks), so a defense
+    # that destroys the model cannot rank by the low ASR of its broken models
+    kept = same[same.collapsed != True]  # noqa: E712 (NaN, a gap, is not a collapse either)
+    kept = kept.assign(**{f"paper_{m}": kept[f"paper_{m}"].where(kept[m].notna()) for m in ("acc", "asr")})
+    kept = kept.groupby("defense", sort=False).mean(numeric_only=True).reset_index()
+    kept = kept.set_index("defense").reindex(average.defense).reset_index()
+    kept = kept.assign(attack=KEPT, n_seeds=float("nan"), warned=False, collapsed=False)
+    out = pd.concat([table, average[table.columns], kept[table.columns]], ignore_index=True)
     out.attrs["pair"] = pair
     out.attrs["no_backdoor"] = unbackdoored
     out.attrs["setting"] = setting(frame)
     return out
+
+
+def at_chance(frame: pd.DataFrame) -> pd.Series:
+    """Whether each record's victim or repaired model is at chance (its sanity warning)."""
+    return warning_lists(frame).apply(lambda w: any(AT_CHANCE in text for text in w))
 
 
 def warning_lists(frame: pd.DataFrame) -> pd.Series:
@@ -212,10 +232,11 @@ MIN_SPEARMAN = 5
 PAPER_PAIR = ("cifar10", "resnet18")  # Table 1's dataset and architecture
 
 
-def spearman(table: pd.DataFrame, metric: str = "asr") -> tuple[float, int]:
-    """Rank correlation of our per-defense average with the paper's, over the defenses (other than
-    ``none``) that have both; pandas' Pearson on ranks, so no SciPy is needed."""
-    avg = table[(table.attack == AVERAGE) & (table.defense != "none")]
+def spearman(table: pd.DataFrame, metric: str = "asr", row: str = AVERAGE) -> tuple[float, int]:
+    """Rank correlation of our per-defense average (``row``: every cell, or ``KEPT``: collapsed cells left
+    out) with the paper's, over the defenses (other than ``none``) that have both; pandas' Pearson on
+    ranks, so no SciPy is needed."""
+    avg = table[(table.attack == row) & (table.defense != "none")]
     both = avg[[metric, f"paper_{metric}"]].dropna()
     if len(both) < MIN_SPEARMAN:  # a rank correlation over fewer defenses says little
         return float("nan"), len(both)
@@ -239,7 +260,7 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
     ``+`` the backdoor fares better with us (a higher class), ``-`` worse; a gap where either number is
     missing; ``n/a`` in a row whose victim has no backdoor (nothing to remove, so not counted). The last
     row counts the agreeing cells of each defense."""
-    cells = table[(table.attack != AVERAGE) & (table.defense != "none")]
+    cells = table[~table.attack.isin([AVERAGE, KEPT]) & (table.defense != "none")]
     unbackdoored = cells.attack.isin(table.attrs.get("no_backdoor", []))
     ours, theirs = outcome(cells.asr.where(~unbackdoored)), outcome(cells.paper_asr)
     mark = (ours - theirs).map(lambda d: GAP if pd.isna(d) else "=" if d == 0 else "+" if d > 0 else "-")
@@ -263,11 +284,13 @@ def strings_markdown(body: pd.DataFrame) -> str:
 def averages_markdown(table: pd.DataFrame) -> str:
     """The average row of each metric across the defenses, 'ours (paper)': the README's headline."""
     average = table[table.attack == AVERAGE].set_index("defense")
+    kept = table[table.attack == KEPT].set_index("defense")
     rows = {
-        f"{metric.upper()}, ours (paper)": [
-            cell_text(average.at[d, metric], average.at[d, f"paper_{metric}"], bold=False, latex=False)
+        f"{metric.upper()}, ours (paper){note}": [
+            cell_text(frame.at[d, metric], frame.at[d, f"paper_{metric}"], bold=False, latex=False)
             for d in average.index
         ]
+        for frame, note in ((average, ""), (kept, ", collapsed cells left out"))
         for metric in ("asr", "acc")
     }
     body = pd.DataFrame(rows, index=[label(d) for d in average.index]).T
@@ -277,7 +300,7 @@ def averages_markdown(table: pd.DataFrame) -> str:
 
 def table1_markdown(table: pd.DataFrame) -> str:
     rho, n = spearman(table)
-    cells = table[table.attack != AVERAGE]
+    cells = table[~table.attack.isin([AVERAGE, KEPT])]
     dataset, model = table.attrs.get("pair", ("?", "?"))
     paper_note = "" if (dataset, model) == PAPER_PAIR else (
         f" The paper's numbers are for {PAPER_PAIR[0]} / {PAPER_PAIR[1]} and are not shown beside these."
@@ -290,18 +313,19 @@ def table1_markdown(table: pd.DataFrame) -> str:
     for metric, title in (("asr", "ASR (%)"), ("acc", "ACC (%)")):
         body = strings_markdown(formatted(table, metric))
         parts.append(f"### {title}: {'ours (paper)' if not paper_note else 'ours'}\n\n{body}\n")
-    spearman_text = (
-        f"{rho:.2f} over {n} defenses" if n >= MIN_SPEARMAN
-        else f"not computed ({n} defenses with both numbers; it needs {MIN_SPEARMAN})"
-    )  # fmt: skip
+    spearman_text = spearman_words(rho, n)
+    rho_kept, n_kept = spearman(table, row=KEPT)
     parts.append(
-        f"Spearman correlation of our per-defense average ASR with the paper's: {spearman_text}.\n"
+        f"Spearman correlation of our per-defense average ASR with the paper's: {spearman_text}; "
+        f"with collapsed cells left out of each average: {spearman_words(rho_kept, n_kept)}.\n"
         f"Bold: the best repaired model of a row (lowest ASR, highest ACC) where two or more compete. "
         f"{GAP}: no record for the cell. "
         "Averages are over the attacks with a record, the paper's over the same attacks"
         f"{left_out(table)}. "
         f"{WARNED}: the cell's record carries a sanity warning (bench/sanity.py: a model at chance, a "
-        "backdoor that did not take, a defense that changed nothing); it is never bold.\n"
+        "backdoor that did not take, a defense that changed nothing) or its repaired model collapsed "
+        f"(more than {COLLAPSE_DROP:g} points of ACC below its victim); it is never bold. "
+        "The collapsed cells stay in the first average row and are left out of the second.\n"
     )
     if not paper_note:
         marks = agreement(table)
@@ -315,6 +339,12 @@ def table1_markdown(table: pd.DataFrame) -> str:
             f"above says what a removal cost (a collapsed model also has a low ASR).\n"
         )
     return "\n".join(parts)
+
+
+def spearman_words(rho: float, n: int) -> str:
+    if n >= MIN_SPEARMAN:
+        return f"{rho:.2f} over {n} defenses"
+    return f"not computed ({n} defenses with both numbers; it needs {MIN_SPEARMAN})"
 
 
 def left_out(table: pd.DataFrame) -> str:

@@ -105,6 +105,33 @@ def test_a_warned_cell_is_marked_and_never_bold(tmp_path: Path) -> None:
     assert asr.loc["BadNets", "FT"] == "40.00 (9.78)"
 
 
+def test_a_collapsed_model_is_never_bold_and_leaves_the_second_average(tmp_path: Path) -> None:
+    """NAD on BadNets keeps 30% of its victim's 90% ACC (no warning in its record: it is not at chance):
+    its low ASR must not win the row nor the defense's ranking."""
+    root = write_records(
+        tmp_path / "runs", [record("badnets", "nad", 30.0, 0.5), record("blend", "nad", 89.0, 3.0)]
+    )
+    table = tables.table1(records_frame(root))
+    asr = tables.formatted(table, "asr")
+    assert asr.loc["BadNets", "NAD"].startswith(f"0.50{tables.WARNED}")  # marked, not bold
+    assert asr.loc["BadNets", "UNIT"].startswith("**2.00**")  # the best model that still works
+    rows = table.set_index(["attack", "defense"])
+    assert rows.loc[(tables.AVERAGE, "nad"), "asr"] == pytest.approx((0.5 + 3.0) / 2)
+    assert rows.loc[(tables.KEPT, "nad"), "asr"] == pytest.approx(3.0)  # Blend's cell only
+    assert rows.loc[(tables.KEPT, "nad"), "paper_asr"] == pytest.approx(3.32)  # the paper's, same attacks
+    assert "collapsed cells left out" in tables.averages_markdown(table)
+
+
+def test_der_against_a_model_at_chance_is_not_a_number(tmp_path: Path) -> None:
+    root = write_records(tmp_path / "runs")
+    path = root / "badnets-unit-0.json"
+    path.write_text(
+        json.dumps(json.loads(path.read_text()) | {"warnings": ["victim ACC 10.0% is at chance (10%)"]})
+    )
+    rows = tables.table1(records_frame(root)).set_index(["attack", "defense"])
+    assert pd.isna(rows.loc[("badnets", "unit"), "der"]) and rows.loc[("badnets", "ft"), "der"] == 75.0
+
+
 def test_sanity_warnings_name_what_is_wrong() -> None:
     before = {"acc": 11.0, "asr": 12.0, "ra": 5.0}
     flags = sanity_warnings(10, "ft", before, dict(before), {})
