@@ -40,10 +40,13 @@ def group_error(key: str, value: str) -> str | None:
     return None
 
 
-def first_choice(override: str) -> str:
-    """A sweep override reduced to its first value (the keys are the same for every value)."""
+def first_choice(override: str) -> str | None:
+    """A sweep override reduced to its first value (the keys are the same for every value); None for a
+    sweep function (glob(*), range(...)), which only Hydra's sweeper expands."""
     key, _, value = override.partition("=")
-    if SWEEP_FUNCTION.match(value) or "[" in value or "{" in value:
+    if SWEEP_FUNCTION.match(value):
+        return None
+    if "[" in value or "{" in value:
         return override
     return f"{key}={value.split(',')[0]}"
 
@@ -75,14 +78,18 @@ def check(argv: list[str]) -> str | None:
     """The first configuration mistake on the command line, as one line; None when it composes."""
     if any(a in HELP_FLAGS for a in argv):
         return None
-    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    # Hydra's own settings and groups (hydra.*, hydra/launcher=...) are Hydra's to check: its plugins add
+    # options (submitit_slurm) that are not files of conf/
+    overrides = [
+        a for a in argv if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra")
+    ]
     for override in overrides:
         key, _, value = override.partition("=")
         if (error := group_error(key, value)) is not None:
             return error
     from bench.entry import compose_config
 
-    first = [first_choice(o) for o in overrides if not o.startswith("hydra.")]
+    first = [f for o in overrides if (f := first_choice(o)) is not None]
     try:
         compose_config(first)
     except HydraException as exc:

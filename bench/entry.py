@@ -32,7 +32,7 @@ def scaled_steps(steps: int, name: str | None = None, *, _root_: DictConfig) -> 
     shrinks every defense's iterations alike (the ``cpu`` and ``smoke`` experiments set it).
     ``${scaled:N,name}`` takes ``budget.scale_of[name]`` instead where an experiment sets one (a defense
     that only works at its original length keeps it while the others shrink)."""
-    scale = (_root_.budget.get("scale_of") or {}).get(name, _root_.budget.scale)
+    scale = (_root_.budget.get("scale_of") or {}).get(name) or _root_.budget.scale
     return max(1, round(steps * float(scale)))
 
 

@@ -88,6 +88,9 @@ def semantic_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """The resolved config minus keys that cannot change the result (paths, logging, device), in the form
     it is hashed in."""
     out = {k: v for k, v in container(cfg).items() if k not in (*RUN_ONLY_KEYS, *DERIVED_KEYS)}
+    scale_of = (out.get("budget") or {}).get("scale_of")
+    if isinstance(scale_of, dict):  # a defense at null follows budget.scale: as if it were not listed
+        out["budget"]["scale_of"] = {k: v for k, v in scale_of.items() if v is not None}
     for node, key, default in later_key_slots(out, create=False):
         if key in node and node[key] == default:
             del node[key]

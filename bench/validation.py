@@ -32,7 +32,7 @@ from bench.core.schema import NON_NEGATIVE, OpenFraction, Positive, PositiveInt,
 class Budget:
     finetune_epochs: PositiveInt | None = None
     scale: Positive = 1.0
-    scale_of: dict[str, Positive] = field(default_factory=dict)
+    scale_of: dict[str, Positive | None] = field(default_factory=dict)
     aux_scale: Positive = 1.0
 
 

@@ -132,7 +132,7 @@ def test_checks_across_keys_run_before_any_data(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "override",
     ["attack.poison_rate=abc", "model.width=0", "defense=unit", "train.epochs=-1", "train.epochs=0",
-     "device=cuda:x", "budget.scale_of.anpp=1.0", "attack=badnet", "experiment=smok", "defense.epz=0.01"],
+     "device=cuda:x", "+budget.scale_of.anpp=1.0", "attack=badnet", "experiment=smok", "defense.epz=0.01"],
 )  # fmt: skip
 def test_cli_refuses_one_line_exit_2_and_writes_nothing(tmp_path: Path, override: str) -> None:
     overrides = [override] if override != "defense=unit" else ["defense=unit", "defense.schedule=fast"]
@@ -143,7 +143,7 @@ def test_cli_refuses_one_line_exit_2_and_writes_nothing(tmp_path: Path, override
     )  # fmt: skip
     assert out.returncode == 2, out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    key = (overrides[-1]).split("=")[0]
+    key = overrides[-1].split("=")[0].lstrip("+")
     assert len(errors) == 1 and key in errors[0] and "Traceback" not in out.stderr
     assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
 
@@ -157,6 +157,10 @@ def test_cli_refuses_one_line_exit_2_and_writes_nothing(tmp_path: Path, override
         (["-m", "defense=unit,ft", "defense.eps=0.01,0.03"], None),  # eps is UNIT's: the first value decides
         (["attack=glob(*)", "defense=none"], None),
         (["--help", "attack=badnet"], None),  # Hydra's help shows the options
+        (
+            ["hydra/launcher=submitit_slurm", "+hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=5"],
+            None,
+        ),
     ],
 )
 def test_command_line_mistakes_are_one_line(argv: list[str], expected: str | None) -> None:
@@ -168,7 +172,7 @@ def test_command_line_mistakes_are_one_line(argv: list[str], expected: str | Non
 
 def test_scale_of_names_a_defense_and_a_positive_scale() -> None:
     with pytest.raises(SettingError, match=r"budget\.scale_of\.anpp: no defense is named 'anpp'"):
-        validate(compose_cfg(["budget.scale_of.anpp=1.0"])[0])
+        validate(compose_cfg(["+budget.scale_of.anpp=1.0"])[0])
     with pytest.raises(SettingError, match=r"budget\.scale_of"):
         validate(compose_cfg(["budget.scale_of.anp=-1"])[0])
     validate(compose_cfg(["budget.scale_of.anp=0.5"])[0])

@@ -13,6 +13,8 @@ import contextlib
 import copy
 import csv
 import io
+import re
+import runpy
 import subprocess
 import sys
 import time
@@ -192,6 +194,27 @@ def captured(fn: Callable[[], Any]) -> tuple[Any, str, float]:
     with contextlib.redirect_stdout(out):
         result = fn()
     return result, out.getvalue(), time.perf_counter() - start
+
+
+def run_script(script: Path, argv: list[str]) -> None:
+    """Run an official script as ``__main__`` with ``argv``; ``sys.argv`` and ``sys.stdout`` (which some
+    replace with a log tee) are restored after."""
+    saved_argv, saved_stdout = sys.argv, sys.stdout
+    sys.argv = [str(script), *argv]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv, sys.stdout = saved_argv, saved_stdout
+
+
+def printed(log: str, pattern: str, scale: float = 1.0) -> list[float]:
+    """Each number the official code printed on a line matching ``pattern`` (its one group), in order,
+    times ``scale`` (100 for a fraction)."""
+    return [scale * float(v) for v in re.findall(pattern, log, re.M)]
+
+
+def first(values: list[float]) -> float | None:
+    return values[0] if values else None
 
 
 def git_commit(path: Path) -> str:

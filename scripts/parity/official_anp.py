@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import runpy
-import sys
 import tempfile
 from argparse import Namespace
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torchvision
-from harness import OfficialResult, ParityVictim, PILImages, captured, loading, official_checkout
+from harness import OfficialResult, ParityVictim, PILImages, captured, loading, official_checkout, run_script
 from omegaconf import DictConfig
 
 from bench.core.images import ImageSet
@@ -99,15 +97,6 @@ def redirected(victim: ParityVictim, checkout: Path) -> Iterator[None]:
         torchvision.transforms.Normalize = normalize
         (torchvision.datasets.CIFAR10, poison.split_dataset, poison.add_predefined_trigger_cifar,
          models.resnet18) = saved  # fmt: skip
-
-
-def run_script(script: Path, argv: list[str]) -> None:
-    saved = sys.argv
-    sys.argv = [str(script), *argv]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        sys.argv = saved
 
 
 def run_official(checkout: Path, victim: ParityVictim, args: Namespace) -> OfficialResult:

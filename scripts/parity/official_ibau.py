@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import runpy
-import sys
 import tempfile
 from argparse import Namespace
 from collections.abc import Iterator
@@ -28,7 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.utils.data
-from harness import OfficialResult, ParityVictim, captured, loading, official_checkout
+from harness import (
+    OfficialResult,
+    ParityVictim,
+    captured,
+    first,
+    loading,
+    official_checkout,
+    printed,
+    run_script,
+)
 from omegaconf import DictConfig
 
 from bench.core.images import to_float
@@ -91,27 +97,19 @@ def run_official(checkout: Path, victim: ParityVictim, args: Namespace) -> Offic
         argv = ["--poi_path", "victim", "--log_path", out, "--device", "cpu"]
         argv += ["--batch_size", str(args.batch_size), "--lr", str(args.lr)]
         argv += ["--n_rounds", str(args.rounds), "--K", str(args.K)]
-        saved_argv, saved_stdout = sys.argv, sys.stdout
-        sys.argv = [str(checkout / "defense.py"), *argv]
         try:
             with loading({"net": victim.fresh_model().state_dict()}):
-                _, log, seconds = captured(
-                    lambda: runpy.run_path(str(checkout / "defense.py"), run_name="__main__")
-                )
+                _, log, seconds = captured(lambda: run_script(checkout / "defense.py", argv))
         finally:
-            sys.argv, sys.stdout = saved_argv, saved_stdout  # its Tee replaces sys.stdout
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-    acc = re.findall(r"^ACC: ([\d.]+)$", log, re.M)
-    asr = re.findall(r"^ASR: ([\d.]+)$", log, re.M)
+    acc, asr = printed(log, r"^ACC: ([\d.]+)$", 100), printed(log, r"^ASR: ([\d.]+)$", 100)
     if not acc or not asr:
         raise RuntimeError(f"the official I-BAU printed no round result; its output ends:\n{log[-2000:]}")
-    first_acc = re.search(r"^Original ACC: ([\d.]+)$", log, re.M)
-    first_asr = re.search(r"^Original ASR: ([\d.]+)$", log, re.M)
     return OfficialResult(
-        acc=100 * float(acc[-1]),
-        asr=100 * float(asr[-1]),
+        acc=acc[-1],
+        asr=asr[-1],
         seconds=seconds,
-        victim_acc=100 * float(first_acc.group(1)) if first_acc else None,
-        victim_asr=100 * float(first_asr.group(1)) if first_asr else None,
+        victim_acc=first(printed(log, r"^Original ACC: ([\d.]+)$", 100)),
+        victim_asr=first(printed(log, r"^Original ASR: ([\d.]+)$", 100)),
         log=log,
     )

@@ -17,9 +17,6 @@ epoch's printed clean and bad Prec@1; ``ref_s`` includes its test-set evaluation
 from __future__ import annotations
 
 import contextlib
-import re
-import runpy
-import sys
 import tempfile
 from argparse import Namespace
 from collections.abc import Iterator
@@ -27,7 +24,16 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from harness import OfficialResult, ParityVictim, PILImages, captured, official_checkout
+from harness import (
+    OfficialResult,
+    ParityVictim,
+    PILImages,
+    captured,
+    first,
+    official_checkout,
+    printed,
+    run_script,
+)
 from omegaconf import DictConfig
 
 from bench.core.images import ImageSet
@@ -107,12 +113,8 @@ def run_main(
     """One run of ``main.py``; the trained student, what it printed, its wall-clock."""
     made: list[WithStageEnds] = []
     with tempfile.TemporaryDirectory() as out, official_checkout(checkout), redirected(victim, teacher, made):
-        saved = sys.argv
-        sys.argv = [str(checkout / "main.py"), *argv, "--checkpoint_root", out, "--log_root", out]
-        try:
-            _, log, seconds = captured(lambda: runpy.run_path(str(checkout / "main.py"), run_name="__main__"))
-        finally:
-            sys.argv = saved
+        argv = [*argv, "--checkpoint_root", out, "--log_root", out]
+        _, log, seconds = captured(lambda: run_script(checkout / "main.py", argv))
     return made[1].model, log, seconds
 
 
@@ -128,15 +130,11 @@ def run_official(checkout: Path, victim: ParityVictim, args: Namespace) -> Offic
     _, log, seconds = run_main(checkout, victim, teacher.eval(), [
         *common, "--beta1", betas[0], "--beta2", betas[1], "--beta3", betas[2], "--epochs", str(args.epochs),
     ])  # fmt: skip
-    clean = re.findall(r"^\[clean\]Prec@1: ([\d.]+)$", log, re.M)
-    bad = re.findall(r"^\[bad\]Prec@1: ([\d.]+)$", log, re.M)
+    clean, bad = printed(log, r"^\[clean\]Prec@1: ([\d.]+)$"), printed(log, r"^\[bad\]Prec@1: ([\d.]+)$")
     if not clean or not bad:
         raise RuntimeError(f"the official NAD printed no result; its output ends:\n{log[-2000:]}")
-    # the teacher run tests its student, the untouched victim, before its first epoch
-    victim_acc = re.search(r"^\[clean\]Prec@1: ([\d.]+)$", teacher_log, re.M)
-    victim_asr = re.search(r"^\[bad\]Prec@1: ([\d.]+)$", teacher_log, re.M)
-    return OfficialResult(
-        acc=float(clean[-1]), asr=float(bad[-1]), seconds=teacher_s + seconds,
-        victim_acc=float(victim_acc.group(1)) if victim_acc else None,
-        victim_asr=float(victim_asr.group(1)) if victim_asr else None, log=teacher_log + log,
+    return OfficialResult(  # the teacher run tests its student, the untouched victim, before its first epoch
+        acc=clean[-1], asr=bad[-1], seconds=teacher_s + seconds,
+        victim_acc=first(printed(teacher_log, r"^\[clean\]Prec@1: ([\d.]+)$")),
+        victim_asr=first(printed(teacher_log, r"^\[bad\]Prec@1: ([\d.]+)$")), log=teacher_log + log,
     )  # fmt: skip
