@@ -9,6 +9,11 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the config tree (b
 LISTED_GROUPS = ("attack", "defense", "model", "dataset", "experiment", "pair")
 
 
+def options(group: str) -> list[str]:
+    """The options of a config group: its YAML files' names."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
 def description(path: Path) -> str:
     """The first sentence of the file's leading comment block, else its ``_target_``."""
     file_lines, comment = path.read_text().splitlines(), []
@@ -41,7 +46,7 @@ def catalogue(width: int = 110) -> str:
     out = []
     for group in LISTED_GROUPS:
         out.append(f"{group}=")
-        for path in sorted((CONF_DIR / group).glob("*.yaml")):
-            line = f"  {path.stem:<22} {description(path)}"
+        for name in options(group):
+            line = f"  {name:<22} {description(CONF_DIR / group / f'{name}.yaml')}"
             out.append(line if len(line) <= width else line[: width - 3] + "...")
     return "\n".join(out)

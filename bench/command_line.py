@@ -11,14 +11,10 @@ import sys
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from bench.catalogue import CONF_DIR
+from bench.catalogue import CONF_DIR, options
 
 HELP_FLAGS = ("--help", "-h", "--hydra-help", "--info", "--shell-completion", "-sc")
 SWEEP_FUNCTION = re.compile(r"^\w+\(")  # glob(*), range(1,3), choice(...): Hydra expands them
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:

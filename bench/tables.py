@@ -27,10 +27,10 @@ LABELS = {
     "issba": "ISSBA", "lira": "LIRA", "instagram": "Instagram", "dfst": "DFST", "adap_blend": "Adap-Blend",
     "ft": "FT", "fp": "FP", "nad": "NAD", "anp": "ANP", "nc": "NC", "ibau": "I-BAU", "seam": "SEAM",
     "unit": "UNIT", "tsbd": "TSBD", "bna": "BNA", "strip": "STRIP", "clip_uniform": "Uniform clip",
-    "average": "Average", "average, collapsed left out": "Average, collapsed left out",
 }  # fmt: skip
 AVERAGE = "average"
 KEPT = "average, collapsed left out"  # the average over the cells whose model did not collapse
+LABELS |= {AVERAGE: "Average", KEPT: "Average, collapsed left out"}
 
 
 def paper_table1() -> pd.DataFrame:
@@ -146,20 +146,21 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     unbackdoored = no_backdoor(frame)
     same = table[~table.attack.isin(unbackdoored)]
     same = same.assign(**{f"paper_{m}": same[f"paper_{m}"].where(same[m].notna()) for m in ("acc", "asr")})
-    average = same.groupby("defense", sort=False).mean(numeric_only=True).reset_index()
-    average = average.assign(attack=AVERAGE, n_seeds=float("nan"), warned=False, collapsed=False)
-    # and over the cells whose model did not collapse (the paper's over the same attacks), so a defense
-    # that destroys the model cannot rank by the low ASR of its broken models
-    kept = same[same.collapsed != True]  # noqa: E712 (NaN, a gap, is not a collapse either)
-    kept = kept.assign(**{f"paper_{m}": kept[f"paper_{m}"].where(kept[m].notna()) for m in ("acc", "asr")})
-    kept = kept.groupby("defense", sort=False).mean(numeric_only=True).reset_index()
-    kept = kept.set_index("defense").reindex(average.defense).reset_index()
-    kept = kept.assign(attack=KEPT, n_seeds=float("nan"), warned=False, collapsed=False)
-    out = pd.concat([table, average[table.columns], kept[table.columns]], ignore_index=True)
+    # and over the cells whose model did not collapse, so a defense that destroys the model cannot rank
+    # by the low ASR of its broken models (NaN, a gap, is not a collapse either)
+    kept = same[same.collapsed != True]  # noqa: E712
+    rows = [mean_row(cells, name, defenses) for cells, name in ((same, AVERAGE), (kept, KEPT))]
+    out = pd.concat([table, *(row[table.columns] for row in rows)], ignore_index=True)
     out.attrs["pair"] = pair
     out.attrs["no_backdoor"] = unbackdoored
     out.attrs["setting"] = setting(frame)
     return out
+
+
+def mean_row(cells: pd.DataFrame, name: str, defenses: list[str]) -> pd.DataFrame:
+    """One pseudo-attack row ``name``: each defense's mean over ``cells`` (a defense without any is a gap)."""
+    means = cells.groupby("defense", sort=False).mean(numeric_only=True).reindex(defenses).reset_index()
+    return means.assign(attack=name, n_seeds=float("nan"), warned=False, collapsed=False)
 
 
 def at_chance(frame: pd.DataFrame) -> pd.Series:

@@ -22,7 +22,7 @@ import torch
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bench.catalogue import CONF_DIR
+from bench.catalogue import options
 from bench.core.engine import Precision
 from bench.core.errors import SettingError, config_error
 from bench.core.schema import NON_NEGATIVE, OpenFraction, Positive, PositiveInt, Range
@@ -172,11 +172,11 @@ def check_device(name: str) -> None:
 
 def check_scaled_defenses(budget: dict[str, Any]) -> None:
     """``budget.scale_of`` names defenses (conf/defense options): a misspelt name would scale nothing."""
-    options = sorted(p.stem for p in (CONF_DIR / "defense").glob("*.yaml"))
+    defenses = options("defense")
     for name in budget.get("scale_of") or {}:
-        if name not in options:
+        if name not in defenses:
             raise SettingError(
-                f"budget.scale_of.{name}: no defense is named {name!r}; options: {', '.join(options)}"
+                f"budget.scale_of.{name}: no defense is named {name!r}; options: {', '.join(defenses)}"
             )
 
 

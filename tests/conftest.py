@@ -13,10 +13,11 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench.attacks import AttackContext
+from bench.catalogue import options
 from bench.core.engine import Recipe, fit
 from bench.core.images import DataBundle, ImageSet
 from bench.defenses import DefenderContext
-from bench.entry import CONF_DIR, GROUPS, compose_config
+from bench.entry import GROUPS, compose_config
 from bench.models import Normalized
 from bench.models.resnet import resnet18
 
@@ -51,7 +52,7 @@ def slow_params(*values: str) -> list:
 
 def group_options(group: str) -> list[str]:
     """Every option of a config group: adding a YAML file adds it to the parametrized tests."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    return options(group)
 
 
 def compose_cfg(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:

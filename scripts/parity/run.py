@@ -72,23 +72,27 @@ def main(argv: list[str] | None = None) -> None:
     settings = [s for s in adapter.SETTINGS if not args.settings or s in args.settings]
     base = [f"experiment={args.experiment}", f"attack={args.attack}", f"defense={args.defense}",
             f"seed={args.seed}", "logger=none", "progress=false", *args.overrides]  # fmt: skip
-    cfg = compose_config(base)
-    victim = load_victim(cfg)
-    print(f"victim {args.attack} seed {args.seed}: ACC {victim.acc:.2f}, ASR {victim.asr:.2f}", flush=True)
-    cpu, threads = compute_info().get("cpu", ""), torch.get_num_threads()
     ref_path = stored(args, "official")
-    if args.side != "ours" and (args.rerun or not ref_path.is_file()):
+    run_ref = args.side != "ours" and (args.rerun or not ref_path.is_file())
+    due = [] if args.side == "official" else [
+        s for s in settings if args.rerun or not stored(args, "ours", s).is_file()
+    ]  # fmt: skip
+    if run_ref or due:  # only for work still to do: with both sides stored, only the rows are written
+        cfg = compose_config(base)
+        victim = load_victim(cfg)
+        print(
+            f"victim {args.attack} seed {args.seed}: ACC {victim.acc:.2f}, ASR {victim.asr:.2f}", flush=True
+        )
+        cpu, threads = compute_info().get("cpu", ""), torch.get_num_threads()
+    if run_ref:
         ref = adapter.run_official(args.official, victim, adapter.official_config(cfg, victim))
         ref_record = {**asdict(ref), "commit": git_commit(args.official), "cpu": cpu, "threads": threads}
         keep(ref_path, ref_record)
         print(f"official: ACC {ref.acc:.2f}, ASR {ref.asr:.2f}, {ref.seconds:.1f} s", flush=True)
-    for setting in settings if args.side != "official" else []:
-        path = stored(args, "ours", setting)
-        if path.is_file() and not args.rerun:
-            continue
+    for setting in due:
         acc, asr, seconds, info = run_ours(compose_config(base + adapter.SETTINGS[setting]).defense, victim)
-        keep(path, {"acc": acc, "asr": asr, "seconds": seconds, "info": info, "victim_acc": victim.acc,
-                    "victim_asr": victim.asr, "cpu": cpu, "threads": threads})  # fmt: skip
+        keep(stored(args, "ours", setting), {"acc": acc, "asr": asr, "seconds": seconds, "info": info,
+             "victim_acc": victim.acc, "victim_asr": victim.asr, "cpu": cpu, "threads": threads})  # fmt: skip
         print(f"ours {setting}: ACC {acc:.2f}, ASR {asr:.2f}, {seconds:.1f} s", flush=True)
     write_rows(args, settings)
 
