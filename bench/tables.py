@@ -139,12 +139,17 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     grid = pd.MultiIndex.from_product([attacks, defenses], names=["attack", "defense"]).to_frame(index=False)
     theirs = paper.rename(columns={"acc": "paper_acc", "asr": "paper_asr"})
     table = grid.merge(ours, how="left").merge(theirs, how="left")
-    # Averages over the attacks that have our number, the paper's over the same attacks, so the two
-    # compare like with like while a grid is incomplete (with all 14 attacks the paper's column is the
-    # mean of its rows). A row whose victim has no backdoor is left out of both: its cells measure no
+    # Averages over the attacks that have our number in every column, the paper's over the same attacks,
+    # so the two compare like with like while a grid is incomplete (with all 14 attacks the paper's column
+    # is the mean of its rows). A row whose victim has no backdoor is left out of both: its cells measure no
     # removal, and its low ASRs would pull every defense's average alike.
     unbackdoored = no_backdoor(frame)
     same = table[~table.attack.isin(unbackdoored)]
+    # On an incomplete grid only the attacks every column has a record of are averaged, so no column's
+    # average is over a different (easier or harder) set of attacks than its neighbour's.
+    complete = same.acc.notna().groupby(same.attack, sort=False).all()
+    averaged = list(complete.index[complete])
+    same = same[same.attack.isin(averaged)]
     same = same.assign(**{f"paper_{m}": same[f"paper_{m}"].where(same[m].notna()) for m in ("acc", "asr")})
     # and over the cells whose model did not collapse, so a defense that destroys the model cannot rank
     # by the low ASR of its broken models (NaN, a gap, is not a collapse either)
@@ -153,6 +158,7 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
     out = pd.concat([table, *(row[table.columns] for row in rows)], ignore_index=True)
     out.attrs["pair"] = pair
     out.attrs["no_backdoor"] = unbackdoored
+    out.attrs["incomplete"] = [a for a in complete.index if a not in averaged]  # left out of the averages
     out.attrs["setting"] = setting(frame)
     return out
 
@@ -249,6 +255,8 @@ def spearman(table: pd.DataFrame, metric: str = "asr", row: str = AVERAGE) -> tu
 # since a few points of ASR are within what a second seed moves (seed_defenses.md) and the settings differ.
 REMOVED_MAX, SURVIVED_MIN = 10.0, 50.0
 NOT_APPLICABLE = "n/a"
+# the agreement map's marks, none of which looks like another or like the tables' gap (an en dash)
+SURVIVES_MORE, SURVIVES_LESS, NO_NUMBER = "▲", "▼", "·"
 
 
 def outcome(asr: pd.Series) -> pd.Series:
@@ -258,13 +266,15 @@ def outcome(asr: pd.Series) -> pd.Series:
 
 def agreement(table: pd.DataFrame) -> pd.DataFrame:
     """attack x defense marks comparing the ASR outcome of ours with the paper's: ``=`` the same class,
-    ``+`` the backdoor fares better with us (a higher class), ``-`` worse; a gap where either number is
-    missing; ``n/a`` in a row whose victim has no backdoor (nothing to remove, so not counted). The last
+    ``SURVIVES_MORE`` the backdoor fares better with us (a higher class), ``SURVIVES_LESS`` worse;
+    ``NO_NUMBER`` where either number is missing; ``n/a`` in a row whose victim has no backdoor (nothing to remove, so not counted). The last
     row counts the agreeing cells of each defense."""
     cells = table[~table.attack.isin([AVERAGE, KEPT]) & (table.defense != "none")]
     unbackdoored = cells.attack.isin(table.attrs.get("no_backdoor", []))
     ours, theirs = outcome(cells.asr.where(~unbackdoored)), outcome(cells.paper_asr)
-    mark = (ours - theirs).map(lambda d: GAP if pd.isna(d) else "=" if d == 0 else "+" if d > 0 else "-")
+    mark = (ours - theirs).map(
+        lambda d: NO_NUMBER if pd.isna(d) else "=" if d == 0 else SURVIVES_MORE if d > 0 else SURVIVES_LESS
+    )
     mark = mark.where(~unbackdoored, NOT_APPLICABLE)
     marks = wide(cells.assign(mark=mark), "mark")
     both = cells.assign(agree=ours.eq(theirs), both=ours.notna() & theirs.notna())
@@ -321,7 +331,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
         f"with collapsed cells left out of each average: {spearman_words(rho_kept, n_kept)}.\n"
         f"Bold: the best repaired model of a row (lowest ASR, highest ACC) where two or more compete. "
         f"{GAP}: no record for the cell. "
-        "Averages are over the attacks with a record, the paper's over the same attacks"
+        "Averages are over the attacks with a record in every column, the paper's over the same attacks"
         f"{left_out(table)}. "
         f"{WARNED}: the cell's record carries a sanity warning (bench/sanity.py: a model at chance, a "
         "backdoor that did not take, a defense that changed nothing) or its repaired model collapsed "
@@ -334,9 +344,9 @@ def table1_markdown(table: pd.DataFrame) -> str:
         parts.append(
             f"### Where we agree with the paper (ASR outcome)\n\n{marks}\n\n"
             f"Each cell's ASR, ours and the paper's, is classed as removed (<= {REMOVED_MAX:g}%), partly "
-            f"removed, or survived (>= {SURVIVED_MIN:g}%). =: the same class; +: the backdoor fares better "
-            f"with us than in the paper (a higher class); -: worse; {NOT_APPLICABLE}: the victim has no "
-            f"backdoor. Agree: cells in the same class of those with both numbers. ASR only: the ACC table "
+            f"removed, or survived (>= {SURVIVED_MIN:g}%). =: the same class; {SURVIVES_MORE}: the backdoor "
+            f"fares better with us than in the paper (a higher class); {SURVIVES_LESS}: worse; {NO_NUMBER}: "
+            f"ours or the paper's number is missing; {NOT_APPLICABLE}: the victim has no backdoor. Agree: cells in the same class of those with both numbers. ASR only: the ACC table "
             f"above says what a removal cost (a collapsed model also has a low ASR).\n"
         )
     return "\n".join(parts)
@@ -349,14 +359,20 @@ def spearman_words(rho: float, n: int) -> str:
 
 
 def left_out(table: pd.DataFrame) -> str:
-    """The clause naming the rows the averages leave out, empty when none is."""
-    names = [label(a) for a in table.attrs.get("no_backdoor", [])]
-    if not names:
-        return ""
-    return (
-        f", leaving out {', '.join(names)}: the victim's backdoor did not take (its ASR before any defense "
-        f"is at chance), so its cells measure no removal; they are not counted in the agreement map either"
-    )
+    """The clauses naming the rows the averages leave out, empty when none is."""
+    clauses = []
+    if names := [label(a) for a in table.attrs.get("incomplete", [])]:
+        clauses.append(
+            f", leaving out {', '.join(names)}: some column has no record of the row, and every column is "
+            "averaged over the same attacks"
+        )
+    if names := [label(a) for a in table.attrs.get("no_backdoor", [])]:
+        clauses.append(
+            f", leaving out {', '.join(names)}: the victim's backdoor did not take (its ASR before any "
+            "defense is at chance), so its cells measure no removal; they are not counted in the agreement "
+            "map either"
+        )
+    return "".join(clauses)
 
 
 def table1_latex(table: pd.DataFrame) -> str:

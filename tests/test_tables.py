@@ -56,14 +56,24 @@ def test_table1_paper_columns_gaps_and_averages(frame: pd.DataFrame) -> None:
     assert t1.loc[("badnets", "unit"), ["acc", "asr"]].tolist() == [88.0, 2.0]
     assert pd.isna(t1.loc[("blend", "ft"), "asr"]) and t1.loc[("blend", "ft"), "paper_asr"] == 7.30
     assert "none" not in t1.index.get_level_values("attack")  # the clean model is Table 2's
+    # blend x ft has no record: every column, ours and the paper's, is averaged over BadNets only (the
+    # attacks every column has), not FT over one attack beside UNIT over two
+    for defense in ("none", "ft", "unit"):
+        for metric in ("acc", "asr", "paper_asr"):
+            assert t1.loc[(tables.AVERAGE, defense), metric] == t1.loc[("badnets", defense), metric]
+    assert "leaving out Blend: some column has no record" in tables.table1_markdown(tables.table1(frame))
+
+
+def test_a_complete_grid_averages_every_attack(tmp_path: Path) -> None:
+    """With the missing cell filled, each average is the pandas mean of its column over both attacks."""
+    frame = records_frame(write_records(tmp_path / "runs", [record("blend", "ft", 90.0, 20.0)]))
+    t1 = tables.table1(frame).set_index(["attack", "defense"])
     ours = frame[frame.attack != "none"].groupby("defense")[["acc", "asr"]].mean()
     for defense in ("none", "ft", "unit"):
-        assert t1.loc[(tables.AVERAGE, defense), "asr"] == pytest.approx(ours.loc[defense, "asr"])
-        assert t1.loc[(tables.AVERAGE, defense), "acc"] == pytest.approx(ours.loc[defense, "acc"])
+        assert t1.loc[(tables.AVERAGE, defense), ["acc", "asr"]].tolist() == pytest.approx(ours.loc[defense])
     paper = tables.paper_table1().query("attack in ['badnets', 'blend']").groupby("defense").asr.mean()
     assert t1.loc[(tables.AVERAGE, "unit"), "paper_asr"] == pytest.approx(paper["unit"])
-    # blend x ft has no record: the paper's FT average is over BadNets only, like ours
-    assert t1.loc[(tables.AVERAGE, "ft"), "paper_asr"] == 9.78
+    assert "some column has no record" not in tables.table1_markdown(tables.table1(frame))
 
 
 def test_paper_averages_over_all_attacks_are_the_published_ones() -> None:
@@ -109,7 +119,8 @@ def test_a_collapsed_model_is_never_bold_and_leaves_the_second_average(tmp_path:
     """NAD on BadNets keeps 30% of its victim's 90% ACC (no warning in its record: it is not at chance):
     its low ASR must not win the row nor the defense's ranking."""
     root = write_records(
-        tmp_path / "runs", [record("badnets", "nad", 30.0, 0.5), record("blend", "nad", 89.0, 3.0)]
+        tmp_path / "runs",
+        [record("badnets", "nad", 30.0, 0.5), record("blend", "nad", 89.0, 3.0), record("blend", "ft", 90.0, 20.0)],
     )
     table = tables.table1(records_frame(root))
     asr = tables.formatted(table, "asr")
@@ -285,13 +296,14 @@ def test_agreement_classes_each_cell_against_the_paper(frame: pd.DataFrame) -> N
     t1 = tables.table1(frame)
     marks = tables.agreement(t1)
     assert (
-        marks.loc["BadNets", "FT"] == "+"
+        marks.loc["BadNets", "FT"] == tables.SURVIVES_MORE
         and marks.loc["BadNets", "UNIT"] == "=" == marks.loc["Blend", "UNIT"]
     )
-    assert marks.loc["Blend", "FT"] == tables.GAP and "None" not in marks.columns
+    assert marks.loc["Blend", "FT"] == tables.NO_NUMBER and "None" not in marks.columns
+    assert len({tables.GAP, tables.NO_NUMBER, tables.SURVIVES_MORE, tables.SURVIVES_LESS, "="}) == 5
     assert marks.loc["Agree"].to_dict() == {"FT": "0/1", "UNIT": "2/2"}
     survived = t1.assign(asr=t1.asr.where(~((t1.attack == "blend") & (t1.defense == "unit")), 50.0))
-    assert tables.agreement(survived).loc["Blend", "UNIT"] == "+"  # 50% is the survived class's edge
+    assert tables.agreement(survived).loc["Blend", "UNIT"] == tables.SURVIVES_MORE  # 50% is the survived class's edge
     assert "### Where we agree with the paper" in tables.table1_markdown(t1)
 
 
@@ -303,12 +315,12 @@ def test_a_row_without_backdoor_leaves_averages_and_agreement(tmp_path: Path) ->
     t1 = tables.table1(records_frame(write_records(tmp_path / "runs", extra)))
     avg = t1[t1.attack == tables.AVERAGE].set_index("defense")
     assert avg.loc["ft", "asr"] == 40.0 and avg.loc["ft", "paper_asr"] == 9.78  # BadNets' alone
-    assert avg.loc["none", "asr"] == pytest.approx((100.0 + 99.0) / 2)
+    assert avg.loc["none", "asr"] == 100.0  # Blend has no FT record, so it is left out too
     marks = tables.agreement(t1)
     assert marks.loc["Adap-Blend", "FT"] == tables.NOT_APPLICABLE and marks.loc["Agree", "FT"] == "0/1"
     assert "leaving out Adap-Blend" in tables.table1_markdown(t1)
     clean_rows = tables.table1(records_frame(write_records(tmp_path / "b")))
-    assert "leaving out" not in tables.table1_markdown(clean_rows)
+    assert "backdoor did not take" not in tables.table1_markdown(clean_rows)
 
 
 def test_a_complete_grid_keeps_its_marks_and_two_decimals(tmp_path: Path) -> None:
