@@ -267,8 +267,8 @@ def outcome(asr: pd.Series) -> pd.Series:
 def agreement(table: pd.DataFrame) -> pd.DataFrame:
     """attack x defense marks comparing the ASR outcome of ours with the paper's: ``=`` the same class,
     ``SURVIVES_MORE`` the backdoor fares better with us (a higher class), ``SURVIVES_LESS`` worse;
-    ``NO_NUMBER`` where either number is missing; ``n/a`` in a row whose victim has no backdoor (nothing to remove, so not counted). The last
-    row counts the agreeing cells of each defense."""
+    ``NO_NUMBER`` where either number is missing; ``n/a`` in a row whose victim has no backdoor (nothing to
+    remove, so not counted). The last row counts the agreeing cells of each defense."""
     cells = table[~table.attack.isin([AVERAGE, KEPT]) & (table.defense != "none")]
     unbackdoored = cells.attack.isin(table.attrs.get("no_backdoor", []))
     ours, theirs = outcome(cells.asr.where(~unbackdoored)), outcome(cells.paper_asr)
@@ -346,8 +346,9 @@ def table1_markdown(table: pd.DataFrame) -> str:
             f"Each cell's ASR, ours and the paper's, is classed as removed (<= {REMOVED_MAX:g}%), partly "
             f"removed, or survived (>= {SURVIVED_MIN:g}%). =: the same class; {SURVIVES_MORE}: the backdoor "
             f"fares better with us than in the paper (a higher class); {SURVIVES_LESS}: worse; {NO_NUMBER}: "
-            f"ours or the paper's number is missing; {NOT_APPLICABLE}: the victim has no backdoor. Agree: cells in the same class of those with both numbers. ASR only: the ACC table "
-            f"above says what a removal cost (a collapsed model also has a low ASR).\n"
+            f"ours or the paper's number is missing; {NOT_APPLICABLE}: the victim has no backdoor. Agree: "
+            f"cells in the same class of those with both numbers. ASR only: the ACC table above says what a "
+            f"removal cost (a collapsed model also has a low ASR).\n"
         )
     return "\n".join(parts)
 

@@ -120,7 +120,8 @@ def test_a_collapsed_model_is_never_bold_and_leaves_the_second_average(tmp_path:
     its low ASR must not win the row nor the defense's ranking."""
     root = write_records(
         tmp_path / "runs",
-        [record("badnets", "nad", 30.0, 0.5), record("blend", "nad", 89.0, 3.0), record("blend", "ft", 90.0, 20.0)],
+        [record("badnets", "nad", 30.0, 0.5), record("blend", "nad", 89.0, 3.0)]
+        + [record("blend", "ft", 90.0, 20.0)],
     )
     table = tables.table1(records_frame(root))
     asr = tables.formatted(table, "asr")
@@ -303,7 +304,8 @@ def test_agreement_classes_each_cell_against_the_paper(frame: pd.DataFrame) -> N
     assert len({tables.GAP, tables.NO_NUMBER, tables.SURVIVES_MORE, tables.SURVIVES_LESS, "="}) == 5
     assert marks.loc["Agree"].to_dict() == {"FT": "0/1", "UNIT": "2/2"}
     survived = t1.assign(asr=t1.asr.where(~((t1.attack == "blend") & (t1.defense == "unit")), 50.0))
-    assert tables.agreement(survived).loc["Blend", "UNIT"] == tables.SURVIVES_MORE  # 50% is the survived class's edge
+    # 50% is the survived class's edge
+    assert tables.agreement(survived).loc["Blend", "UNIT"] == tables.SURVIVES_MORE
     assert "### Where we agree with the paper" in tables.table1_markdown(t1)
 
 
