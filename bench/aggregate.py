@@ -2,10 +2,11 @@
 
 ``python -m bench.aggregate RUNS_DIR [RUNS_DIR...]`` prints one markdown row per cell of the directories
 read together (``--by defense.schedule`` adds config columns, ``--victims`` gives one row per backdoored
-model); ``--out DIR`` writes Table 1 (``table1.md``, ``.csv``, ``.tex``; the paper's pair when the records
-hold several), Table 2 (``table2.md``, ``.csv``), Fig. 5 and Fig. 6 (``.png``, ``.pdf``) and the compute of
-each defense column (``cost.md``, ``.csv``), each when the records hold what it needs. ``--wandb`` reads
-the records from W&B instead: RUNS_DIR is then a directory of offline runs, or ``entity/project`` online.
+model); ``--out DIR`` writes Table 1 (``table1.md``, ``.csv``, ``.tex``: the paper's pair when the records
+hold several, each other pair in ``table1_<dataset>_<model>.*``), Table 2 (``table2.md``, ``.csv``),
+Fig. 5 and Fig. 6 (``.png``, ``.pdf``) and the compute of each defense column (``cost.md``, ``.csv``),
+each when the records hold what it needs. ``--wandb`` reads the records from W&B instead: RUNS_DIR is
+then a directory of offline runs, or ``entity/project`` online.
 """
 
 from __future__ import annotations
@@ -78,10 +79,21 @@ VICTIM_METRICS = ["acc_clean_model", "acc_before", "d_acc", "asr_before", "ra_be
                   "aux_train_s"]  # fmt: skip
 
 
+def victims(frame: pd.DataFrame) -> pd.DataFrame:
+    """One record per backdoored model. Every record holds its victim's numbers, so a victim counts
+    whether or not its ``defense=none`` cell ran (that cell's record is kept when it did); a victim is its
+    cell without the defense and its own ACC/ASR (two victims of one attack and seed that agree on both
+    to the last digit are taken as one)."""
+    identity = frame.reindex(columns=["dataset", "model", "attack", "seed", "acc_before", "asr_before"])
+    frame = frame.assign(victim=identity.apply(lambda row: "|".join(map(str, row)), axis=1))
+    frame = frame.sort_values("defense", key=lambda d: d.ne("none"), kind="stable").drop_duplicates("victim")
+    return frame.drop(columns="victim")
+
+
 def victim_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """One row per backdoored model (its ``defense=none`` cell): what each attack achieves, with the
-    accuracy it costs against the clean model of the same recipe (``d_acc``)."""
-    frame = frame[frame.defense == "none"].assign(d_acc=lambda f: f.acc_before - f.acc_clean_model)
+    """One row per backdoored model (``victims``): what each attack achieves, with the accuracy it costs
+    against the clean model of the same recipe (``d_acc``)."""
+    frame = victims(frame).assign(d_acc=lambda f: f.acc_before - f.acc_clean_model)
     table = cell_table(frame, by)
     return table[["dataset", "model", "attack", *by]].join(frame.reindex(columns=VICTIM_METRICS))
 
@@ -97,11 +109,19 @@ def write_csv(table: pd.DataFrame, path: Path) -> None:
 
 
 def write_table1(frame: pd.DataFrame, out: Path) -> list[Path]:
-    t1 = tables.table1(frame)
-    write_csv(t1, out / "table1.csv")
-    (out / "table1.md").write_text(tables.table1_markdown(t1))
-    (out / "table1.tex").write_text(tables.table1_latex(t1))
-    return [out / f"table1.{ext}" for ext in ("md", "csv", "tex")]
+    """One Table 1 per dataset/model pair: ``table1.*`` for the paper's pair (or the only one), and
+    ``table1_<dataset>_<model>.*`` for each other, so no pair's records are dropped."""
+    pairs = tables.pairs(frame[frame.attack != "none"])
+    main = tables.PAPER_PAIR if tables.PAPER_PAIR in pairs or not pairs else pairs[0]
+    written = []
+    for pair in pairs:
+        stem = "table1" if pair == main else f"table1_{pair[0]}_{pair[1]}"
+        t1 = tables.table1(frame[(frame.dataset == pair[0]) & (frame.model == pair[1])])
+        write_csv(t1, out / f"{stem}.csv")
+        (out / f"{stem}.md").write_text(tables.table1_markdown(t1))
+        (out / f"{stem}.tex").write_text(tables.table1_latex(t1))
+        written += [out / f"{stem}.{ext}" for ext in ("md", "csv", "tex")]
+    return written
 
 
 def write_table2(frame: pd.DataFrame, out: Path) -> list[Path]:
@@ -164,7 +184,7 @@ def main() -> None:
     p.add_argument("--by", nargs="*", default=[], help="config keys that tell cells apart, e.g. defense.z")
     p.add_argument("--attack", nargs="*", help="only these attacks")
     p.add_argument("--defense", nargs="*", help="only these defenses")
-    p.add_argument("--victims", action="store_true", help="one row per backdoored model (defense=none cells)")
+    p.add_argument("--victims", action="store_true", help="one row per backdoored model (from every record)")
     p.add_argument("--metrics", nargs="*", default=[], help="more record columns, e.g. detection_info.tpr")
     p.add_argument("--where", nargs="*", default=[], metavar="KEY=VALUE",
                    help="only records whose config has these values: attack.poison_rate=0.05")  # fmt: skip
@@ -183,6 +203,8 @@ def main() -> None:
         except tables.MixedConfigs as exc:
             raise SystemExit(f"error: {exc}") from None
         return
+    if args.victims:  # what tells victims apart: their own config, not the defenses that repaired them
+        frame = victims(frame).drop(columns=[c for c in frame if c.startswith("config.defense.")])
     by = args.by or tables.differing_config_keys(frame, ["dataset", "model", "attack", "defense", "seed"])
     if by and not args.by:
         print(f"records of one cell differ in {', '.join(by)}: shown as columns (choose with --by / --where)")

@@ -77,14 +77,19 @@ def setting(frame: pd.DataFrame) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (dataset, model) pairs of the records, in the order first seen."""
+    return list(frame[["dataset", "model"]].drop_duplicates().itertuples(index=False, name=None))
+
+
 def one_pair(frame: pd.DataFrame) -> pd.DataFrame:
     """Table 1's records: those of its one dataset/model pair, the paper's own when the records hold
-    several (Fig. 5 and Table 2 take every pair)."""
-    pairs = list(frame[["dataset", "model"]].drop_duplicates().itertuples(index=False, name=None))
-    if len(pairs) > 1 and PAPER_PAIR in pairs:
+    several (the aggregator writes one Table 1 per pair; Fig. 5 and Table 2 take every pair)."""
+    found = pairs(frame)
+    if len(found) > 1 and PAPER_PAIR in found:
         return frame[(frame.dataset == PAPER_PAIR[0]) & (frame.model == PAPER_PAIR[1])]
-    if len(pairs) != 1:
-        found = ", ".join(f"{d}/{m}" for d, m in pairs)
+    if len(found) != 1:
+        found = ", ".join(f"{d}/{m}" for d, m in found)
         raise ValueError(f"Table 1 is for one dataset/model pair; the records have {found}")
     return frame
 

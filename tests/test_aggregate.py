@@ -44,6 +44,23 @@ def test_victim_table_reports_the_accuracy_cost(tmp_path: Path) -> None:
     assert table.iloc[0]["d_acc"] == -1.0 and table.iloc[0]["ra_before"] == 0.5
 
 
+def test_victims_come_from_every_record(tmp_path: Path) -> None:
+    """A victim whose defense=none cell never ran is still listed (its repaired cells hold its numbers);
+    two records of one victim, by its model-cache file, are one row, its own none cell preferred."""
+    write(tmp_path / "a.json", attack="blend", defense="unit", acc_before=89.0, victim_checkpoint="c/v1.pt")
+    write(
+        tmp_path / "b.json", attack="badnets", defense="ft", victim_checkpoint="c/v2.pt", attack_train_s=9.0
+    )
+    write(
+        tmp_path / "c.json", attack="badnets", defense="none", victim_checkpoint="c/v2.pt", attack_train_s=5.0
+    )
+    write(tmp_path / "d.json", attack="sig", defense="nad", seed=0)  # older record: no checkpoint named
+    write(tmp_path / "e.json", attack="sig", defense="anp", seed=0)
+    table = victim_table(records_frame(tmp_path), []).set_index("attack")
+    assert sorted(table.index) == ["badnets", "blend", "sig"]
+    assert table.loc["blend", "acc_before"] == 89.0 and table.loc["badnets", "attack_train_s"] == 5.0
+
+
 def test_older_records_read_with_the_keys_added_since(tmp_path: Path) -> None:
     """A clean model recorded before ``precision`` existed ran at its default: it is the clean model of a
     newer victim record that names the default, and not of one at another precision."""

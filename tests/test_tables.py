@@ -185,6 +185,15 @@ def test_table2_and_figures_are_written(frame: pd.DataFrame, tmp_path: Path) -> 
     assert gap.asr.isna().all() and not gap.paper_asr.isna().any()
 
 
+def test_each_pair_gets_its_table1(tmp_path: Path) -> None:
+    """Records of a second architecture are not dropped: they get their own Table 1 beside the paper's."""
+    extra = [record(a, d, 80.0, 5.0, model="vgg11", cell_id=f"vgg-{a}-{d}") for a, d in CELLS]
+    written = {p.name for p in write_tables(records_frame(write_records(tmp_path / "runs", extra)), tmp_path)}
+    assert {"table1.md", "table1_cifar10_vgg11.md", "table1_cifar10_vgg11.csv"} <= written
+    assert "cifar10 / vgg11" in (tmp_path / "table1_cifar10_vgg11.md").read_text().splitlines()[0]
+    assert "cifar10 / resnet18" in (tmp_path / "table1.md").read_text().splitlines()[0]
+
+
 def test_tables_name_their_setting(tmp_path: Path) -> None:
     """Every table heading says what the records were trained with; a key the records disagree on is
     shown as mixed, never as one of the values."""
