@@ -7,6 +7,7 @@ import logging
 import platform
 import signal
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -19,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bench.catalogue import CONF_DIR, catalogue
-from bench.cell import Preempted, run_cell, stop_on_sigterm, summary_line
+from bench.cell import Preempted, now, run_cell, stop_on_sigterm, summary_line
 from bench.core.errors import SettingError, config_error
 from bench.host import compute_info, git_sha
 from bench.identity import GROUPS, cell_id, cell_label, semantic_config
@@ -81,6 +82,8 @@ def write_environment(run_dir: Path) -> None:
 
 # Written into a failed job's Hydra output directory; SweepReport collects them at the end of a sweep.
 FAILURE_MARKER = "failure.json"
+# Written into every other job's directory: what the job did ("ran", "skipped", "held"), for the summary.
+OUTCOME_MARKER = "outcome.json"
 
 
 def record_failure(
@@ -104,14 +107,36 @@ def record_failure(
     (job_dir / FAILURE_MARKER).write_text(json.dumps(failure, indent=2) + "\n")
 
 
+def outcomes_line(sweep_dir: Path, seconds: float) -> str | None:
+    """One line of what a sweep's jobs did, from the markers they left: cells run, skipped (recorded),
+    held by another process, failed, and the wall-clock; None for a dry run (its own summary says it)."""
+    done = [json.loads(p.read_text())["outcome"] for p in sweep_dir.glob(f"*/{OUTCOME_MARKER}")]
+    failed = len(list(sweep_dir.glob(f"*/{FAILURE_MARKER}")))
+    if not done and not failed:
+        return None
+    h, rest = divmod(round(seconds), 3600)
+    return (
+        f"sweep: {len(done) + failed} cells: {done.count('ran')} ran, {done.count('skipped')} skipped "
+        f"(recorded), {done.count('held')} held by another process, {failed} failed; "
+        f"{h}:{rest // 60:02d}:{rest % 60:02d} wall-clock"
+    )
+
+
 class SweepReport(Callback):
-    """At the end of a sweep, name every cell that failed (each left FAILURE_MARKER in its job directory)
-    and exit with status 1; the other cells have run."""
+    """At the end of a sweep, one line of what its cells did, then name every cell that failed (each left
+    FAILURE_MARKER in its job directory) and exit with status 1; the other cells have run."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
+        self.started = time.monotonic()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
-        for line in sweep_summary(Path(config.hydra.sweep.dir)):
+        sweep_dir = Path(config.hydra.sweep.dir)
+        for line in sweep_summary(sweep_dir):
             print(line)
-        markers = sorted(Path(config.hydra.sweep.dir).glob(f"*/{FAILURE_MARKER}"))
+        summary = outcomes_line(sweep_dir, time.monotonic() - getattr(self, "started", time.monotonic()))
+        if summary:
+            print(summary)
+        markers = sorted(sweep_dir.glob(f"*/{FAILURE_MARKER}"))
         if not markers:
             return
         print(
@@ -128,7 +153,9 @@ def main(cfg: DictConfig) -> None:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
-    (job_dir / FAILURE_MARKER).unlink(missing_ok=True)  # of an earlier run of this job directory
+    for marker in (FAILURE_MARKER, OUTCOME_MARKER):  # of an earlier run of this job directory
+        (job_dir / marker).unlink(missing_ok=True)
+    started = now()
     write_environment(job_dir)
     names = {g: hc.runtime.choices[g] for g in GROUPS}
     try:
@@ -154,6 +181,9 @@ def main(cfg: DictConfig) -> None:
         if err is None:
             raise
         sys.exit(2)
+    # a record that started before this job is one that existed: the cell was skipped
+    outcome = "held" if record is None else "skipped" if record.started_at < started else "ran"
+    (job_dir / OUTCOME_MARKER).write_text(json.dumps({"cell": cell_label(names), "outcome": outcome}) + "\n")
     if record is not None:  # None: another process holds the cell
         overrides = " ".join(hc.overrides.task) or "none"
         path = record_path(cfg.results_dir, record.cell_id)

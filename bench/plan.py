@@ -1,37 +1,85 @@
 """``dry_run=true``: what a cell (or a sweep) would do, without doing it. Each cell is checked like a real
 one (every setting validated) and reports its id, whether its record exists, whether its victim is in
-the model cache and where its record goes; a sweep ends with the totals (``SweepReport``)."""
+the model cache, where its record goes and how long it should take (from the records this machine left in
+the same results folder); a sweep ends with the totals (``SweepReport``)."""
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from bench.context import CellContext
-from bench.identity import cell_id, cell_label, victim_key
-from bench.records import record_path
+from bench.host import compute_info
+from bench.identity import MODEL_KEYS, cell_id, cell_label, semantic_config, victim_key
+from bench.records import read_records, record_path
 
 # Written into each job directory of a dry run; the sweep report sums them.
 PLAN_MARKER = "plan.json"
 
 
+def same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two semantic configs whose victims train alike (data, architecture, recipe, precision; any seed)."""
+    return all(a.get(k) == b.get(k) for k in MODEL_KEYS if k != "seed")
+
+
+def estimate_seconds(
+    sem: dict[str, Any], names: dict[str, str], train_victim: bool, records: list[dict]
+) -> float | None:
+    """This cell's wall-clock from records of this machine (same processor and thread count) in its results
+    folder: the median defense and evaluation time of records of the same defense config on the same
+    recipe, plus, when its victim must be trained, the median training time of the same attack's victims
+    on that recipe; None when a part has no such record."""
+    here = compute_info()
+    mine = [
+        (r, semantic_config(r["config"]))
+        for r in records
+        if isinstance(r.get("config"), dict)
+        and {k: (r.get("compute") or {}).get(k) for k in ("cpu", "threads")}
+        == {k: here[k] for k in ("cpu", "threads")}
+    ]
+    alike = [(r, s) for r, s in mine if same_recipe(s, sem)]
+    defense = [(r.get("defense_s") or 0.0) + (r.get("eval_s") or 0.0) for r, s in alike
+               if (r.get("defense"), s.get("defense")) == (names["defense"], sem.get("defense"))]  # fmt: skip
+    if not defense:
+        return None
+    total = statistics.median(defense)
+    if train_victim:
+        victims = [(r.get("attack_train_s") or 0.0) + (r.get("aux_train_s") or 0.0) for r, s in alike
+                   if (r.get("attack"), s.get("attack")) == (names["attack"], sem.get("attack"))]  # fmt: skip
+        if not victims:
+            return None
+        total += statistics.median(victims)
+    return total
+
+
 def plan_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
-    """What running this cell would do: its id, record, and whether it would train its victim."""
+    """What running this cell would do: its id, record, whether it trains its victim, and for how long."""
     ctx = CellContext.of(cfg)
     cid = cell_id(names, ctx.sem)
     record = record_path(cfg.results_dir, cid)
     victim = victim_key(ctx.sem, ctx.sem["attack"])
+    cached = ctx.cache.path(victim).exists()
+    estimate = None
+    if not record.exists():
+        estimate = estimate_seconds(ctx.sem, names, not cached, read_records(cfg.results_dir))
     return {
         "cell": cell_label(names),
         "cell_id": cid,
         "record": str(record),
         "recorded": record.exists(),
         "victim": victim,
-        "victim_cached": ctx.cache.path(victim).exists(),
+        "victim_cached": cached,
+        "estimate_s": estimate,
     }
+
+
+def duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
 def plan_line(plan: dict[str, Any]) -> str:
@@ -39,6 +87,12 @@ def plan_line(plan: dict[str, Any]) -> str:
         action = "skip (recorded)"
     else:
         action = "run, reusing the cached victim" if plan["victim_cached"] else "run, training its victim"
+        estimate = plan.get("estimate_s")
+        action += (
+            f", about {duration(estimate)}"
+            if estimate is not None
+            else ", no estimate (no record of its setting on this machine here)"
+        )
     return f"dry run: {plan['cell']}: {action} -> {plan['record']}"
 
 
@@ -50,7 +104,11 @@ def sweep_summary(sweep_dir: Path) -> list[str]:
     to_run = [p for p in plans if not p["recorded"]]
     to_train = {p["victim"] for p in to_run if not p["victim_cached"]}
     folders = sorted({str(Path(p["record"]).parent) for p in plans})
+    known = [p["estimate_s"] for p in to_run if p.get("estimate_s") is not None]
+    time = f"about {duration(sum(known))} of one process" if known else "no estimate"
+    if known and len(known) < len(to_run):
+        time += f" for {len(known)} of them ({len(to_run) - len(known)} without an estimate)"
     return [
         f"dry run: {len(plans)} cells, {len(plans) - len(to_run)} already recorded, {len(to_run)} to run, "
-        f"{len(to_train)} distinct victims to train; records go to {', '.join(folders)}"
+        f"{len(to_train)} distinct victims to train; {time}; records go to {', '.join(folders)}"
     ]

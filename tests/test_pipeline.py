@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -133,6 +134,11 @@ def test_multirun_and_cfg_job(tmp_path: Path) -> None:
     out = run_cli(*sweep, f"results_dir={tmp_path}/r", f"cache_dir={tmp_path}/c", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert sorted(r["attack"] for r in read_records(tmp_path / "r")) == ["badnets", "blend"]
+    assert re.search(
+        r"^sweep: 2 cells: 2 ran, 0 skipped .* 0 failed; 0:0\d:\d\d wall-clock$", out.stdout, re.M
+    )
+    again = run_cli(*sweep, f"results_dir={tmp_path}/r", f"cache_dir={tmp_path}/c", cwd=tmp_path)
+    assert "sweep: 2 cells: 0 ran, 2 skipped (recorded)" in again.stdout
 
 
 def test_sweep_goes_on_past_a_failing_cell_and_names_it(tmp_path: Path) -> None:
@@ -162,14 +168,16 @@ def test_a_chance_victim_is_flagged_in_its_record(smoke_cfg) -> None:
 
 
 def test_output_to_a_non_terminal_talks_in_lines(tmp_path: Path) -> None:
-    """A SLURM log is not a terminal: progress comes as lines (the victim's epochs), the cell's start names
-    its record, and the last line repeats the record path with the overrides."""
+    """A SLURM log is not a terminal: progress comes as lines (each phase's start, the victim's epochs),
+    also with ``progress=false`` (it turns off bars, not news), the cell's start names its record, and the
+    last line repeats the record path with the overrides."""
     dirs = (f"results_dir={tmp_path}/r", f"cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/h")
-    out = run_cli("experiment=smoke", "defense=none", "progress=true", "attack.poison_rate=0.05", *dirs,
+    out = run_cli("experiment=smoke", "defense=none", "progress=false", "attack.poison_rate=0.05", *dirs,
                   cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
     lines = (out.stdout + out.stderr).splitlines()
     assert any("victim epoch 1/2: loss" in line for line in lines)
+    assert any("victim:   0%" in line for line in lines)  # the phase's start, as tqdm's line
     assert any("started; its record will be" in line for line in lines)
     assert "attack.poison_rate=0.05" in lines[-1] and f"record: {tmp_path}/r/" in lines[-1]
 
@@ -192,8 +200,10 @@ def test_dry_run_says_what_a_sweep_would_do_and_does_nothing(tmp_path: Path) -> 
                   cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if line.startswith("dry run:")]
-    assert len(lines) == 5 and all("run, training its victim" in line for line in lines[:4])
-    assert lines[-1].startswith("dry run: 4 cells, 0 already recorded, 4 to run, 2 distinct victims to train")
+    assert len(lines) == 5 and all("run, training its victim, no estimate" in line for line in lines[:4])
+    assert lines[-1].startswith(
+        "dry run: 4 cells, 0 already recorded, 4 to run, 2 distinct victims to train; no estimate"
+    )
     assert not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
 
 

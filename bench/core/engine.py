@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -109,11 +110,40 @@ def augment(x: torch.Tensor, crop_pad: int, hflip: bool, gen: torch.Generator | 
     return x
 
 
+LOG_EVERY_S = 60.0  # off a terminal, a long phase's progress line at most this often
+
+
+class LogLines:
+    """A file for tqdm that hands its status line to the log when the phase starts and then at most every
+    ``LOG_EVERY_S`` seconds (off a terminal, or with ``progress: false``: a SLURM, nohup or CI log shows
+    each long phase moving; tqdm itself also redraws on every ``set_postfix``)."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+
+    def write(self, text: str) -> None:
+        line, now = text.strip("\r\n "), time.monotonic()
+        if line and (self.last is None or now - self.last >= LOG_EVERY_S):
+            self.last = now
+            log.info("%s", line)
+
+    def flush(self) -> None:
+        pass
+
+
 def progress_bar(
     iterable: Iterable[T] | None = None, *, desc: str, enabled: bool, total: int | None = None
 ) -> tqdm:
-    """A transient tqdm bar; shown only on a terminal (``None`` lets tqdm decide), never when disabled."""
-    return tqdm(iterable, total=total, desc=desc, disable=None if enabled else True, leave=False)
+    """A transient tqdm bar on a terminal when ``enabled``; otherwise the same progress as a log line at
+    most every ``LOG_EVERY_S`` seconds (``bar.logged`` is then true)."""
+    if enabled and sys.stderr.isatty():
+        bar = tqdm(iterable, total=total, desc=desc, leave=False)
+        bar.logged = False
+        return bar
+    bar = tqdm(iterable, total=total, desc=desc, file=LogLines(), mininterval=LOG_EVERY_S,
+               maxinterval=LOG_EVERY_S, ascii=True, ncols=100, leave=False)  # fmt: skip
+    bar.logged = True
+    return bar
 
 
 Precision = Literal["auto", "bf16", "fp32"]
@@ -228,7 +258,7 @@ def fit(
             bar.update()
         history.append(round(loss_sum.item() / n, 5))
         bar.set_postfix(loss=f"{history[-1]:.3f}")
-        if progress and bar.disable:  # not a terminal (a SLURM or nohup log): one line per epoch
+        if bar.logged:  # no bar on a terminal (a SLURM, nohup or CI log): one line per epoch
             log.info("%s epoch %d/%d: loss %.4f, %.0f images/s", desc, epoch + 1, recipe.epochs,
                      history[-1], seen / (time.perf_counter() - start))  # fmt: skip
         hooks.after_epoch(model, epoch)
