@@ -93,7 +93,7 @@ def record_failure(
     ``started`` (its settings passed the checks), beside its record's place (``<cell_id>.failed``); a
     rerun retries it (a failure is never a record)."""
     failure = {"cell": cell_label(names), "error": message, "git_sha": git_sha(), "argv": sys.argv}
-    failure["failure_file"] = "none: the settings were refused before the cell started"
+    where = "none: the settings were refused before the cell started"
     if started:
         try:
             cid = cell_id(names, semantic_config(cfg))
@@ -101,10 +101,10 @@ def record_failure(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({**failure, "cell_id": cid, "config": OmegaConf.to_container(cfg)},
                                        indent=2, default=str) + "\n")  # fmt: skip
-            failure["failure_file"] = str(path)
+            where = str(path)
         except Exception as exc:  # the config itself may be what failed, or results_dir unwritable
-            failure["failure_file"] = f"not written: {exc}"
-    (job_dir / FAILURE_MARKER).write_text(json.dumps(failure, indent=2) + "\n")
+            where = f"not written: {exc}"
+    (job_dir / FAILURE_MARKER).write_text(json.dumps({**failure, "failure_file": where}, indent=2) + "\n")
 
 
 def outcomes_line(sweep_dir: Path, seconds: float) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import tempfile
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -155,12 +156,19 @@ def check_node(prefix: str, node: dict[str, Any]) -> None:
 
 
 def check_writable(key: str, path: str) -> None:
-    """``path`` is a writable directory or can be created as one (nothing is created here)."""
+    """``path`` is a writable directory or can be created as one: a folder is made and removed in its
+    nearest existing ancestor (permission bits can say yes where the file system says no, as in /proc)."""
     p = Path(path).expanduser().absolute()
     while not p.exists():
         p = p.parent
-    if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
-        raise SettingError(f"{key}={path!r} is not writable ({p} is not a writable directory)")
+    try:
+        if not p.is_dir():
+            raise NotADirectoryError(p)
+        os.rmdir(tempfile.mkdtemp(dir=p, prefix=".bench-writable-"))
+    except OSError as exc:
+        raise SettingError(
+            f"{key}={path!r} is not writable ({p} is not a writable directory: {exc.strerror or exc})"
+        ) from None
 
 
 def check_device(name: str) -> None:

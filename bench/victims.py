@@ -11,13 +11,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from bench.attacks import Attack, AttackContext, TrainNetwork
 from bench.cache import cache_key
 from bench.context import CellContext
 from bench.core.engine import fit, prepare_model, set_precision
 from bench.core.errors import check_fraction
-from bench.core.images import DataBundle, balanced_subset
+from bench.core.images import DataBundle, ImageSet, balanced_subset
 from bench.defenses import DefenderContext
 from bench.host import compute_info, seed_everything
 from bench.identity import CLEAN_ATTACK, model_key, victim_key
@@ -194,8 +195,15 @@ class Victim:
     def defender_context(self) -> DefenderContext:
         """The defender's clean data: a seeded, class-balanced share of the clean training set."""
         cfg = self.ctx.cfg
-        defender = self.data.train.subset(balanced_subset(self.data.train.y, cfg.defender_ratio, cfg.seed))
+        defender = self.data.train.subset(defender_indices(self.data.train, cfg))
         return DefenderContext(defender, self.data.num_classes, self.ctx.device, cfg.seed, cfg.progress)
+
+
+def defender_indices(train: ImageSet, cfg: DictConfig) -> torch.Tensor:
+    """Which training images the defender holds (``defender_ratio`` of every class, seeded); a share that
+    leaves a class without an image is refused with the numbers."""
+    setting = f"defender_ratio={cfg.defender_ratio} of {len(train)} training images"
+    return balanced_subset(train.y, cfg.defender_ratio, cfg.seed, setting)
 
 
 def evaluation_key(victim: str) -> str:
@@ -209,6 +217,7 @@ def load_or_train_victim(ctx: CellContext) -> Victim:
     set_precision(cfg.precision)  # for the victim's training and everything the cell does after it
     seed_everything(cfg.seed)
     data: DataBundle = instantiate(cfg.dataset, data_dir=cfg.data_dir).load()
+    defender_indices(data.train, cfg)  # refused here, before a victim is trained for nothing
     attack: Attack = instantiate(cfg.attack, seed=cfg.seed)
     attack.setup(data)
     key = victim_key(ctx.sem, ctx.sem["attack"])

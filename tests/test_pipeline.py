@@ -88,6 +88,21 @@ BAD_INPUT = [
     ("attack.poison_rate=1.5", "attack.poison_rate=1.5 is not allowed: must be a number in (0, 1]"),
     ("attack.target=10", f"attack.target must be in [0, 9] for {SMOKE_DATASET}, got 10"),
     ("defender_ratio=1", "defender_ratio=1 is not allowed: must be a number in (0, 1)"),
+    (  # the smoke setting's 2,000 training images: 200 a class, 0.1 of which is no image
+        "defender_ratio=0.0005",
+        "defender_ratio=0.0005 of 2000 training images leaves class 0 with 0.1 of its 200 images (a "
+        "class-balanced share rounds that to none); every class needs at least one",
+    ),
+    (
+        "dataset.train_size=5",
+        f"dataset.train_size=5 leaves class 0 with 0.5 of its {5000 if SMOKE_DATASET == 'cifar10' else 6000} "
+        "images (a class-balanced share rounds that to none); every class needs at least one",
+    ),
+    (
+        "results_dir=/proc/bench",
+        "results_dir='/proc/bench' is not writable (/proc is not a writable "
+        "directory: No such file or directory)",
+    ),
     (
         "dataset.root=/nonexistent dataset.download=false",
         f"dataset.root '/nonexistent' does not hold {SMOKE_DATASET} and dataset.download=false",
@@ -100,6 +115,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, override: str, message
     out = run_cli("experiment=smoke", f"results_dir={tmp_path}", *override.split(), cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"error: {message}"]
+    for failed in tmp_path.glob("*.failed"):  # a refusal at run time: its error, nothing said of before
+        assert json.loads(failed.read_text())["error"] == message and "failure_file" not in failed.read_text()
 
 
 def test_corrupt_cached_model_is_retrained(tmp_path: Path) -> None:

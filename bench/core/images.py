@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.core.errors import check_fraction
+from bench.core.errors import ConfigError, check_fraction
 
 
 @dataclass
@@ -46,8 +46,10 @@ class DataBundle:
     std: tuple[float, ...]
 
 
-def balanced_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
-    """Indices of a seeded subset holding ``round(fraction * class size)`` samples of every class.
+def balanced_subset(y: torch.Tensor, fraction: float, seed: int, setting: str | None = None) -> torch.Tensor:
+    """Indices of a seeded subset holding ``round(fraction * class size)`` samples of every class (at
+    least one). With ``setting`` (the user's key and value), a share that rounds to no image of some class
+    is refused with the numbers instead of being raised to one silently.
 
     Used for the defender's clean data (5% of train by default, as in the paper) and for the
     train/test subsets of the CPU settings, so every class keeps its share.
@@ -57,6 +59,11 @@ def balanced_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tensor
     picked = []
     for c in torch.unique(y).tolist():
         members = torch.nonzero(y == c).flatten()
+        if setting is not None and round(fraction * len(members)) < 1:
+            raise ConfigError(
+                f"{setting} leaves class {c} with {fraction * len(members):.2g} of its {len(members)} "
+                "images (a class-balanced share rounds that to none); every class needs at least one"
+            )
         k = max(1, round(fraction * len(members)))
         picked.append(members[torch.randperm(len(members), generator=gen)[:k]])
     return torch.sort(torch.cat(picked)).values

@@ -73,7 +73,9 @@ class ImageDataset:
             return data
         if not 0 < size <= len(data):
             raise ConfigError(f"dataset.{key} must be in [1, {len(data)}], got {size}")
-        return data.subset(balanced_subset(data.y, size / len(data), self.subset_seed))
+        return data.subset(
+            balanced_subset(data.y, size / len(data), self.subset_seed, f"dataset.{key}={size}")
+        )
 
     def _present(self, root: Path) -> bool:
         raise NotImplementedError
