@@ -3,6 +3,7 @@ first sentence of its YAML's leading comment (the description lives once, in the
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the config tree (bench.entry composes it)
@@ -43,10 +44,11 @@ def first_sentence(text: str) -> str:
 
 
 def catalogue(width: int = 110) -> str:
+    """Every option of the listed groups with its description, wrapped (never cut) to ``width``."""
     out = []
     for group in LISTED_GROUPS:
         out.append(f"{group}=")
         for name in options(group):
-            line = f"  {name:<22} {description(CONF_DIR / group / f'{name}.yaml')}"
-            out.append(line if len(line) <= width else line[: width - 3] + "...")
+            text = f"  {name:<22} {description(CONF_DIR / group / f'{name}.yaml')}"
+            out += textwrap.wrap(text, width, subsequent_indent=" " * 25) or [text]
     return "\n".join(out)

@@ -112,11 +112,15 @@ def fits(value: Any, hint: Any, rng: Range | None = None) -> bool:
     return True  # other types (modules, nested recipes) are checked where they are built
 
 
+def allowed(hint: Any) -> str:
+    """What a setting may be, in words: ``describe`` plus the default range of numbers."""
+    numeric = any(h in (int, float) for h in _leaves(hint))
+    return describe(hint) + (" (>= 0)" if numeric and "in " not in describe(hint) else "")
+
+
 def check_value(key: str, value: Any, hint: Any) -> None:
     if not fits(value, hint):
-        numeric = any(h in (int, float) for h in _leaves(hint))
-        expected = describe(hint) + (" (>= 0)" if numeric and "in " not in describe(hint) else "")
-        raise SettingError(f"{key}={value!r} is not allowed: must be {expected}")
+        raise SettingError(f"{key}={value!r} is not allowed: must be {allowed(hint)}")
 
 
 def _leaves(hint: Any) -> Iterator[Any]:

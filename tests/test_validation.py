@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -113,13 +112,13 @@ def test_unknown_key_and_unwritable_directory_are_refused(tmp_path: Path) -> Non
     cfg, _ = compose_cfg(["attack=badnets", "+attack.poison_rat=0.2"])
     with pytest.raises(SettingError, match=r"attack\.poison_rat is not a setting of .*BadNets"):
         validate(cfg)
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    cfg, _ = compose_cfg([f"results_dir={locked}/runs"])
-    if inspect.getattr_static(__import__("os"), "geteuid")() == 0:
-        pytest.skip("root writes anywhere")
-    with pytest.raises(SettingError, match="results_dir"):
+    # /proc: permission bits that say yes, even to root, where no folder can be made
+    cfg, _ = compose_cfg(["results_dir=/proc/bench/runs"])
+    with pytest.raises(SettingError, match="results_dir='/proc/bench/runs' is not writable"):
         validate(cfg)
+    cfg, _ = compose_cfg([f"cache_dir={tmp_path}/new/cache"])  # a folder that can be made is fine
+    validate(cfg)
+    assert not (tmp_path / "new").exists()  # and the check leaves nothing behind
 
 
 def test_checks_across_keys_run_before_any_data(tmp_path: Path) -> None:

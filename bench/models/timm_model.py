@@ -10,7 +10,7 @@ from bench.core.errors import ConfigError
 
 def timm_model(name: str, num_classes: int = 10, width: float = 1.0, **kwargs: object) -> nn.Module:
     """``width`` is the suite's channel multiplier; timm architectures have no common one, so anything
-    but 1 is refused (the small settings set it: add ``model.width=1`` to use a timm model there)."""
+    but 1 is refused (the settings' ``model_width`` does not reach a timm model: it keeps its own)."""
     if name not in timm.list_models():
         raise ConfigError(f"unknown timm model {name!r}; see timm.list_models()")
     if width != 1.0:
