@@ -3,10 +3,10 @@
 ``python -m bench.aggregate RUNS_DIR [RUNS_DIR...]`` prints one markdown row per cell of the directories
 read together (``--by defense.schedule`` adds config columns, ``--victims`` gives one row per backdoored
 model); ``--out DIR`` writes Table 1 (``table1.md``, ``.csv``, ``.tex``: the paper's pair when the records
-hold several, each other pair in ``table1_<dataset>_<model>.*``), Table 2 (``table2.md``, ``.csv``),
-Fig. 5 and Fig. 6 (``.png``, ``.pdf``) and the compute of each defense column (``cost.md``, ``.csv``),
-each when the records hold what it needs. ``--wandb`` reads the records from W&B instead: RUNS_DIR is
-then a directory of offline runs, or ``entity/project`` online.
+hold several, each other pair in ``table1_<dataset>_<model>.*``; as heatmaps ``table1_heatmap.png``,
+``.pdf``), Table 2 (``table2.md``, ``.csv``), Fig. 5 and Fig. 6 (``.png``, ``.pdf``) and the compute of
+each defense column (``cost.md``, ``.csv``), each when the records hold what it needs. ``--wandb`` reads
+the records from W&B instead: RUNS_DIR is then a directory of offline runs, or ``entity/project`` online.
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def write_cost(frame: pd.DataFrame, out: Path) -> list[Path]:
     return [out / "cost.md", out / "cost.csv"]
 
 
-WRITERS = {"table1": write_table1, "table2": write_table2, "fig5": figures.fig5, "fig6": figures.fig6,
-           "cost": write_cost}  # fmt: skip
+WRITERS = {"table1": write_table1, "table1_heatmap": figures.table1_heatmap, "table2": write_table2,
+           "fig5": figures.fig5, "fig6": figures.fig6, "cost": write_cost}  # fmt: skip
 
 
 def write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:

@@ -1,5 +1,6 @@
 """The paper's figures from result records: Fig. 5 (UNIT's ACC and ASR before and after, per attack, one
-panel per dataset/architecture pair) and Fig. 6 (each defense's wall-clock). Written as PNG and PDF."""
+panel per dataset/architecture pair), Fig. 6 (each defense's wall-clock) and Table 1 as heatmaps (ours
+beside the paper's). Written as PNG and PDF."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.tables import first_seen, label, ordered, paper_table1, setting  # noqa: E402
+from bench.tables import AVERAGE, KEPT, first_seen, label, ordered, paper_table1, setting, table1, wide  # noqa: E402
 
 BARS = (("acc_before", "ACC before", "#9ecae1"), ("acc", "ACC after", "#3182bd"),
         ("asr_before", "ASR before", "#fcbba1"), ("asr", "ASR after", "#de2d26"))  # fmt: skip
@@ -79,3 +80,29 @@ def fig6(frame: pd.DataFrame, out: Path) -> list[Path]:
         fontsize=9,
     )
     return save(fig, out, "fig6")
+
+
+def table1_heatmap(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """Table 1 as heatmaps: ASR and ACC per attack and defense, ours beside the paper's (where the records
+    are of the paper's pair), each cell annotated; a gap is left blank."""
+    t1 = table1(frame)
+    t1 = t1[~t1.attack.isin([AVERAGE, KEPT])]
+    sides = [("", "ours")] + ([("paper_", "paper")] if t1.paper_asr.notna().any() else [])
+    fig, axes = plt.subplots(
+        2, len(sides), figsize=(5.5 * len(sides), 9), squeeze=False, layout="constrained"
+    )
+    for row, (metric, cmap) in enumerate((("asr", "Reds"), ("acc", "Blues"))):
+        for col, (prefix, who) in enumerate(sides):
+            values = wide(t1, f"{prefix}{metric}")
+            ax = axes[row, col]
+            ax.imshow(values.to_numpy(dtype=float), cmap=cmap, vmin=0, vmax=100, aspect="auto")
+            ax.set_xticks(range(values.shape[1]), [label(d) for d in values.columns], rotation=45, ha="right")
+            ax.set_yticks(range(values.shape[0]), [label(a) for a in values.index])
+            for (i, j), v in np.ndenumerate(values.to_numpy(dtype=float)):
+                if not np.isnan(v):
+                    ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if v > 60 else "black")  # fmt: skip
+            ax.set_title(f"{metric.upper()} (%), {who}")
+    dataset, model = t1.attrs.get("pair", ("?", "?"))
+    fig.suptitle(f"Table 1 on {dataset} / {model}{setting(frame)}", fontsize=10)
+    return save(fig, out, "table1_heatmap")

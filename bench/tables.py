@@ -109,7 +109,28 @@ def seed_means(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.D
             f"{cells[:3]}{' ...' if len(cells) > 3 else ''}; pick one with --where KEY=VALUE"
         )
     grouped = frame.groupby(keys)
-    return grouped[metrics].mean().join(grouped.size().rename("n_seeds")).reset_index()
+    means = grouped[metrics].mean().join(grouped.size().rename("n_seeds"))
+    for metric in SPREAD_METRICS:
+        if metric in metrics:
+            means[f"{metric}_ci95"] = grouped[metric].agg(ci95_half_width)
+    return means.reset_index()
+
+
+# Student's t at 97.5% for 1-30 degrees of freedom (two-sided 95%); beyond, the normal 1.96.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042)  # fmt: skip
+SPREAD_METRICS = ("acc", "asr")
+
+
+def ci95_half_width(values: pd.Series) -> float:
+    """Half-width of the 95% confidence interval of the mean over seeds (t-distribution); NaN for one."""
+    values = values.dropna()
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
+    return t * values.std(ddof=1) / n**0.5
 
 
 def differing_config_keys(frame: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -171,7 +192,8 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
 def mean_row(cells: pd.DataFrame, name: str, defenses: list[str]) -> pd.DataFrame:
     """One pseudo-attack row ``name``: each defense's mean over ``cells`` (a defense without any is a gap)."""
     means = cells.groupby("defense", sort=False).mean(numeric_only=True).reindex(defenses).reset_index()
-    return means.assign(attack=name, n_seeds=float("nan"), warned=False, collapsed=False)
+    spreads = {f"{m}_ci95": float("nan") for m in SPREAD_METRICS}  # not a seed mean
+    return means.assign(attack=name, n_seeds=float("nan"), warned=False, collapsed=False, **spreads)
 
 
 def at_chance(frame: pd.DataFrame) -> pd.Series:
@@ -213,10 +235,14 @@ def best_mask(values: pd.DataFrame, lower_is_better: bool) -> pd.DataFrame:
     return mask.reindex(columns=values.columns, fill_value=False)
 
 
-def cell_text(ours: float, paper: float, bold: bool, latex: bool, warned: bool = False) -> str:
+def cell_text(
+    ours: float, paper: float, bold: bool, latex: bool, warned: bool = False, spread: float = float("nan")
+) -> str:
     text = ("--" if latex else GAP) if pd.isna(ours) else f"{ours:.2f}"
     if bold and not pd.isna(ours):
         text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
+    if not pd.isna(spread):  # a mean over seeds: the half-width of its 95% interval
+        text += f"$\\pm${spread:.2f}" if latex else f" ±{spread:.2f}"
     if warned:
         text += "$^\\dagger$" if latex else WARNED
     if not pd.isna(paper):
@@ -225,13 +251,16 @@ def cell_text(ours: float, paper: float, bold: bool, latex: bool, warned: bool =
 
 
 def formatted(table: pd.DataFrame, metric: str, latex: bool = False) -> pd.DataFrame:
-    """attack x defense strings 'ours (paper)', the row's best repaired value in bold."""
+    """attack x defense strings 'ours (paper)', the row's best repaired value in bold, '±h' after a mean
+    over seeds (the half-width of its 95% interval)."""
     ours, paper = wide(table, metric), wide(table, f"paper_{metric}")
+    ci = f"{metric}_ci95"
+    spread = wide(table.assign(**{ci: table.get(ci, float("nan"))}), ci)
     # a gap pivots to NaN, so the flags are filled and made plain bools once, here
     flags = wide(table.assign(warned=table.get("warned", False)), "warned").fillna(False).astype(bool)
     bold = best_mask(ours.mask(flags), lower_is_better=metric == "asr")
     out = pd.DataFrame(
-        [[cell_text(ours.iat[i, j], paper.iat[i, j], bold.iat[i, j], latex, flags.iat[i, j])
+        [[cell_text(ours.iat[i, j], paper.iat[i, j], bold.iat[i, j], latex, flags.iat[i, j], spread.iat[i, j])
           for j in range(ours.shape[1])]
          for i in range(ours.shape[0])],
         index=[label(a) for a in ours.index], columns=[label(d) for d in ours.columns],
@@ -335,7 +364,8 @@ def table1_markdown(table: pd.DataFrame) -> str:
         f"Spearman correlation of our per-defense average ASR with the paper's: {spearman_text}; "
         f"with collapsed cells left out of each average: {spearman_words(rho_kept, n_kept)}.\n"
         f"Bold: the best repaired model of a row (lowest ASR, highest ACC) where two or more compete. "
-        f"{GAP}: no record for the cell. "
+        f"{GAP}: no record for the cell. ±: after a mean over seeds, the half-width of its 95% interval "
+        "(Student's t; the seed count is the CSV's n_seeds). "
         "Averages are over the attacks with a record in every column, the paper's over the same attacks"
         f"{left_out(table)}. "
         f"{WARNED}: the cell's record carries a sanity warning (bench/sanity.py: a model at chance, a "

@@ -165,6 +165,19 @@ def test_duplicate_cells_are_refused(tmp_path: Path) -> None:
     assert t1.loc[("badnets", "ft"), "asr"] == 30.0 and t1.loc[("badnets", "ft"), "n_seeds"] == 2
 
 
+def test_seed_spread_is_a_95_percent_interval(tmp_path: Path) -> None:
+    """Two seeds of BadNets x FT (ASR 40 and 20): mean 30 ± t(0.975, 1) x sd / sqrt(2) = 12.706 x 10;
+    a one-seed cell and the average rows carry no interval."""
+    frame = records_frame(write_records(tmp_path / "seeds", [record("badnets", "ft", 87.0, 20.0, seed=1)]))
+    t1 = tables.table1(frame)
+    rows = t1.set_index(["attack", "defense"])
+    assert rows.loc[("badnets", "ft"), "asr_ci95"] == pytest.approx(127.06)
+    assert pd.isna(rows.loc[("badnets", "unit"), "asr_ci95"]) and pd.isna(
+        rows.loc[(tables.AVERAGE, "ft"), "asr_ci95"]
+    )
+    assert tables.formatted(t1, "asr").loc["BadNets", "FT"] == "30.00 ±127.06 (9.78)"
+
+
 def test_table2_and_figures_are_written(frame: pd.DataFrame, tmp_path: Path) -> None:
     t2 = tables.table2(frame)
     row = t2.iloc[0]
@@ -176,9 +189,9 @@ def test_table2_and_figures_are_written(frame: pd.DataFrame, tmp_path: Path) -> 
     assert header == ["dataset", "model", "No defense", "UNIT", "Paper: no defense", "Paper: UNIT"]
     assert "92.25" in text.splitlines()[4] and "91.00" in text.splitlines()[4]  # two decimals throughout
     names = sorted(p.name for p in written)
-    assert names == sorted(f"{s}.{e}" for s, es in
-                           (("table1", "md csv tex"), ("table2", "md csv"), ("fig5", "png pdf"),
-                            ("fig6", "png pdf"), ("cost", "md csv")) for e in es.split())  # fmt: skip
+    kinds = (("table1", "md csv tex"), ("table1_heatmap", "png pdf"), ("table2", "md csv"),
+             ("fig5", "png pdf"), ("fig6", "png pdf"), ("cost", "md csv"))  # fmt: skip
+    assert names == sorted(f"{s}.{e}" for s, es in kinds for e in es.split())
     assert all(p.stat().st_size > 0 for p in written)
     csv = pd.read_csv(tmp_path / "out" / "table1.csv")
     gap = csv[(csv.attack == "blend") & (csv.defense == "ft")]
