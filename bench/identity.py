@@ -28,7 +28,9 @@ RUN_ONLY_KEYS = (
 DERIVED_KEYS = ("model_width",)
 # Keys added after records were committed, with the value every earlier record ran with: at that value a
 # key stays out of the hash, so earlier cell ids and cache keys remain valid.
-LATER_KEYS = {"precision": "auto", "train.label_smoothing": 0.0, "budget.scale_of": {}}
+LATER_KEYS = {
+    "precision": "auto", "train.label_smoothing": 0.0, "budget.scale_of": {}, "attack.trigger_file": False,
+}  # fmt: skip
 DATA_ACCESS_KEYS = ("root", "download")
 # What a trained model depends on besides its attack (or auxiliary spec): the row's clean model shares them.
 MODEL_KEYS = ("dataset", "model", "train", "seed", "precision")

@@ -84,6 +84,7 @@ class Attack(nn.Module, TrainingHooks):
         self.target = target
         self.seed = seed
         self.info: dict[str, Any] = {}  # what poisoning reports (``attack_info`` in the record)
+        self.data_dir: str | None = None  # set by ``setup``: where reference trigger files are read
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from the cell seed, so triggers are reproducible."""
@@ -102,6 +103,7 @@ class Attack(nn.Module, TrainingHooks):
             raise ConfigError(
                 f"attack.target must be in [0, {data.num_classes - 1}] for {data.name}, got {self.target}"
             )
+        self.data_dir = data.data_dir  # reference trigger files (bench.attacks._assets) are found there
         self.build(data.train.x.shape[1:])
 
     def build(self, image_shape: torch.Size) -> None:

@@ -2,8 +2,8 @@
 
 x' = (1 - m) x + m p with a small fixed patch. Variants:
 - ``parity`` (UNIT's reference code): a patch of side H/6 at offset H/32 from the top-left corner
-  (5x5 at offset 1 on 32x32 images). UNIT pastes a flower image there; its licence is unknown, so the
-  patch here holds seeded random binary colours;
+  (5x5 at offset 1 on 32x32 images): with ``trigger_file`` UNIT's own flower image there (LANCZOS-resized,
+  read from ``data_dir``), else seeded random binary colours (the stand-in the committed victims used);
 - ``paper``: the paper's "pattern" trigger as BackdoorBench implements it: a 3x3 white square in the
   bottom-right corner.
 """
@@ -12,25 +12,46 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+import numpy as np
 import torch
 
+from bench.attacks import _assets
 from bench.attacks._base import PoisoningAttack
 from bench.core.errors import ConfigError
 from bench.core.images import stamp
 from bench.core.schema import Fraction
 
 Variant = Literal["parity", "paper"]
+FLOWER = "unit_reference/trigger/badnet/flower_nobg.png"
 VARIANTS = get_args(Variant)
+
+
+def flower_patch(size: int, channels: int, data_dir: str | None) -> torch.Tensor:
+    """UNIT's BadNets patch: its flower image resized to ``size`` x ``size`` with LANCZOS, RGB."""
+    from PIL import Image
+
+    if channels != 3:
+        raise ConfigError("attack.trigger_file=true pastes UNIT's colour flower: it needs RGB images")
+    with Image.open(_assets.trigger_file(FLOWER, data_dir)) as image:
+        pixels = np.asarray(image.resize((size, size), Image.LANCZOS))
+    return torch.from_numpy(pixels[..., :3].copy()).permute(2, 0, 1)[None].float() / 255
 
 
 class BadNets(PoisoningAttack):
     def __init__(
-        self, target: int = 0, poison_rate: Fraction = 0.1, variant: Variant = "parity", seed: int = 0
+        self,
+        target: int = 0,
+        poison_rate: Fraction = 0.1,
+        variant: Variant = "parity",
+        trigger_file: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__(target, poison_rate, seed)
         if variant not in VARIANTS:
             raise ConfigError(f"attack.variant must be one of {VARIANTS}, got {variant!r}")
-        self.variant = variant
+        if trigger_file and variant != "parity":
+            raise ConfigError("attack.trigger_file=true is the parity variant's patch (UNIT's flower)")
+        self.variant, self.trigger_file = variant, trigger_file
 
     def build(self, image_shape: torch.Size) -> None:
         c, h, w = image_shape
@@ -38,7 +59,10 @@ class BadNets(PoisoningAttack):
         if self.variant == "parity":
             size, top = h // 6, h // 32
             left = top
-            patch = torch.randint(0, 2, (1, c, size, size), generator=self.generator(2)).float()
+            if self.trigger_file:
+                patch = flower_patch(size, c, self.data_dir)
+            else:
+                patch = torch.randint(0, 2, (1, c, size, size), generator=self.generator(2)).float()
         else:
             size = 3
             top, left = h - size, w - size

@@ -3,7 +3,8 @@
 Clean-label: target-class training images get a reflection and keep their labels. Reflection images
 (``source``) are outside photographs, as in the paper and its code (PascalVOC scenes there; here the
 colour photographs bundled with scikit-image, installed from the package registry, no download at run
-time), or ``dataset``: seeded training images of non-target classes (what this project used before it
+time), ``file``: the one image UNIT's and BackdoorVault's code use (``000066.jpg``, read from
+``data_dir``), or ``dataset``: seeded training images of non-target classes (what this project used before it
 had outside photos; on Fashion-MNIST such a "reflection" is a garment of another class). Variants:
 - ``parity`` (UNIT / BackdoorVault "smooth"): one fixed reflection image R,
   x' = clip(w_x / (w_x + w_r) x + w_r / (w_x + w_r) R), w = mean intensity of each image;
@@ -19,13 +20,15 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 
+from bench.attacks import _assets
 from bench.attacks._base import PoisoningAttack
 from bench.core.errors import ConfigError, check_fraction
 from bench.core.images import DataBundle, to_float
 from bench.core.schema import Fraction, UnitInterval
 
 Variant = Literal["parity", "paper"]
-Source = Literal["photos", "dataset"]
+Source = Literal["photos", "dataset", "file"]
+REFLECTION = "backdoorvault/trigger/refool/000066.jpg"
 VARIANTS, SOURCES = get_args(Variant), get_args(Source)
 GAMMA = 2.2
 # scikit-image's bundled colour photographs (grey ones repeated to three channels), in a fixed order.
@@ -45,6 +48,15 @@ def outside_photos(count: int, size: tuple[int, int], gen: torch.Generator) -> t
         image = image.permute(2, 0, 1) if image.dim() == 3 else image[None].expand(3, -1, -1)
         out.append(F.interpolate(image[None], size=size, mode="area"))
     return torch.cat(out)
+
+
+def reference_reflection(size: tuple[int, int], data_dir: str | None) -> torch.Tensor:
+    """The reflection image of UNIT's and BackdoorVault's code (``000066.jpg``), resized as they do
+    (torchvision's ``Resize`` on the tensor, antialiased), as a (1, 3, H, W) float image."""
+    from torchvision.transforms.functional import resize
+
+    image = _assets.rgb_image(REFLECTION, data_dir)
+    return resize(image, list(size), antialias=True)[None]
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -91,7 +103,11 @@ class Reflection(PoisoningAttack):
     def setup(self, data: DataBundle) -> None:
         super().setup(data)
         count = 1 if self.variant == "parity" else self.pool_size
-        if self.source == "photos":
+        if self.source == "file":
+            images = reference_reflection(tuple(data.train.x.shape[-2:]), self.data_dir).expand(
+                count, -1, -1, -1
+            )
+        elif self.source == "photos":
             images = outside_photos(count, tuple(data.train.x.shape[-2:]), self.generator(2))
         else:
             pool = torch.nonzero(data.train.y != self.target).flatten()

@@ -7,6 +7,8 @@ batch a ``poison_rate`` share is warped and relabelled to the target, and ``cros
 are warped with the trigger grid plus fresh per-sample noise of up to one pixel but keep their TRUE
 labels ("noise mode", which keeps the warp from being learnt as any warp). The engine augments after
 this hook, as WaNet does (its crop/rotation/flip; here the recipe's crop and flip, no rotation).
+With ``trigger_file`` the two grids are the reference ones UNIT's and BackdoorVault's code load
+(``identity_grid.pt``, ``noise_grid.pt``, read from ``data_dir``), else a seeded draw.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.attacks import _assets
 from bench.attacks._base import Attack
 from bench.core.errors import ConfigError, check_fraction
 from bench.core.schema import Fraction, Positive, PositiveInt
@@ -22,6 +25,9 @@ from bench.core.schema import Fraction, Positive, PositiveInt
 
 def warp(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid.expand(len(x), -1, -1, -1), mode="bilinear", align_corners=True)
+
+
+GRIDS = {name: f"backdoorvault/trigger/wanet/{name}_grid.pt" for name in ("noise", "identity")}
 
 
 class WaNet(Attack):
@@ -33,6 +39,7 @@ class WaNet(Attack):
         k: PositiveInt = 4,
         s: Positive = 0.5,
         grid_rescale: Positive = 1.0,
+        trigger_file: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__(target, seed)
@@ -41,14 +48,24 @@ class WaNet(Attack):
             raise ConfigError(f"wanet needs poison_rate*(1+cross_ratio) <= 1, k >= 2, s > 0; got "
                               f"{poison_rate}, {cross_ratio}, {k}, {s}")  # fmt: skip
         self.cross_ratio, self.k, self.s, self.grid_rescale = cross_ratio, k, s, grid_rescale
+        self.trigger_file = trigger_file
 
     def build(self, image_shape: torch.Size) -> None:
         _, h, w = image_shape
-        noise = torch.rand(1, 2, self.k, self.k, generator=self.generator(2)) * 2 - 1
-        noise = noise / noise.abs().mean()
-        noise = F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
-        rows, cols = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-        identity = torch.stack((cols, rows), -1)[None]  # grid_sample wants (x = column, y = row)
+        if self.trigger_file:  # the reference grids (UNIT's and BackdoorVault's k = 4 draw), 32 x 32
+            _assets.needs_rgb32(image_shape, "wanet")
+            noise, identity = (
+                torch.load(
+                    _assets.trigger_file(GRIDS[name], self.data_dir), map_location="cpu", weights_only=True
+                )
+                for name in ("noise", "identity")
+            )
+        else:
+            noise = torch.rand(1, 2, self.k, self.k, generator=self.generator(2)) * 2 - 1
+            noise = noise / noise.abs().mean()
+            noise = F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+            rows, cols = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+            identity = torch.stack((cols, rows), -1)[None]  # grid_sample wants (x = column, y = row)
         self.register_buffer("noise_grid", noise)
         self.register_buffer("identity_grid", identity)
         self.register_buffer("grid", ((identity + self.s * noise / h) * self.grid_rescale).clamp(-1, 1))

@@ -44,6 +44,7 @@ class DataBundle:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    data_dir: str | None = None  # where the dataset was read from: reference trigger files sit beside it
 
 
 def balanced_subset(y: torch.Tensor, fraction: float, seed: int, setting: str | None = None) -> torch.Tensor:

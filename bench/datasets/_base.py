@@ -48,7 +48,7 @@ class ImageDataset:
         train, test = self._load(root)
         train = self._shrink(train, self.train_size, "train_size")
         test = self._shrink(test, self.test_size, "test_size")
-        return DataBundle(self.name, train, test, self.num_classes, self.mean, self.std)
+        return DataBundle(self.name, train, test, self.num_classes, self.mean, self.std, str(self.data_dir))
 
     def resolve_root(self) -> Path:
         root = self.root or self.default_root()

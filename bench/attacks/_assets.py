@@ -1,0 +1,99 @@
+"""The reference trigger files of the UNIT authors' experiments, read in place from ``data_dir`` like a
+dataset, fetched from their public repositories into ``data_dir`` when missing, and checked by SHA-256
+either way (a wrong or truncated file is refused, never used).
+
+- ``backdoorvault/``: Gwinhen/BackdoorVault's ``data/`` folder (MIT), the attack code of UNIT's group:
+  the Blend and SIG patterns, the Reflection image, WaNet's fixed grids.
+- ``unit_reference/``: Megum1/UNIT's ``data/`` folder (MIT): its BadNets patch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.core.errors import ConfigError
+
+# where each folder's files come from when missing: the repositories at the commits the checksums are of
+SOURCES = {
+    "backdoorvault": "https://raw.githubusercontent.com/Gwinhen/BackdoorVault/"
+    "73f711ae70f507b4ade4647090b8dfeecbf66b79/data/",
+    "unit_reference": "https://raw.githubusercontent.com/Megum1/UNIT/"
+    "b78fe555e8c3a81a301790b76c7437215f6e9edf/data/",
+}
+# sha256sum's format (the digests of ../shared/data/README.md)
+CHECKSUMS = """
+28ef80304d8f62009c11fe8d5de024793dfd4b355e529e95d33e8b927b766675 backdoorvault/trigger/other/blend.npy
+ee1c75ecf0b277f08181139e54c5835b3f0a1298df3282b718a5e3fb588fb97a backdoorvault/trigger/other/sig.npy
+bf84c8b5d6178518ce0e0e9c6fa914e22d8fd542c9e25bf71babb9c995301507 backdoorvault/trigger/refool/000066.jpg
+2e9ed79ce3b2f623abcd3477fb6bb25e9d412f387b9b1671e668990650e86512 backdoorvault/trigger/wanet/identity_grid.pt
+5fdf1ee7624bf8cdaa1b9bc5648f2b98f0d36bef40cfa71472b5ba55701f3f8b backdoorvault/trigger/wanet/noise_grid.pt
+85c1b5dcab00077a42ee2650f382cb8ba7f0b1725244520249a29a7a4148f4bc unit_reference/trigger/badnet/flower_nobg.png
+"""
+SHA256 = {name: digest for digest, name in (line.split() for line in CHECKSUMS.strip().splitlines())}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch(name: str, path: Path) -> None:
+    """Download ``name`` from its repository to ``path`` (atomically: a failed download leaves nothing)."""
+    folder, _, rest = name.partition("/")
+    url = SOURCES[folder] + rest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (a fixed https or file URL)
+                shutil.copyfileobj(response, tmp)
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    Path(tmp.name).replace(path)
+
+
+def trigger_file(name: str, data_dir: str | Path | None) -> Path:
+    """The checked path of the trigger file ``name`` (a key of ``SHA256``) under ``data_dir``, fetched there
+    when missing; one ``ConfigError`` saying where it was looked for when neither works."""
+    if name not in SHA256:
+        raise KeyError(f"unknown trigger file {name!r}; known: {sorted(SHA256)}")
+    path = Path(data_dir or "data") / name
+    if not path.is_file():
+        try:
+            fetch(name, path)
+        except OSError as exc:  # no network, a read-only data_dir, a missing file upstream
+            raise ConfigError(
+                f"the trigger file {name} is not under {str(path.parent)!r} and could not be fetched there "
+                f"({exc}); place it there, or point data_dir / $BENCH_DATA_DIR at a folder holding {name}"
+            ) from None
+    if (digest := sha256(path)) != SHA256[name]:
+        raise ConfigError(f"{path} is not the reference {name} (SHA-256 {digest[:12]}..., expected "
+                          f"{SHA256[name][:12]}...); delete it to fetch it again")  # fmt: skip
+    return path
+
+
+def rgb_image(name: str, data_dir: str | Path | None) -> torch.Tensor:
+    """A trigger image file as a float (3, H, W) tensor in [0, 1] (an alpha channel dropped, as the
+    reference codes slice ``[:3]``)."""
+    from PIL import Image
+
+    with Image.open(trigger_file(name, data_dir)) as image:
+        pixels = np.asarray(image.convert("RGBA") if image.mode in ("P", "LA") else image)
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    return torch.from_numpy(pixels[..., :3].copy()).permute(2, 0, 1).float().div_(255)
+
+
+def needs_rgb32(image_shape: torch.Size, attack: str) -> None:
+    """The reference files are 32 x 32 RGB (CIFAR-10's size): refuse other images with the reason."""
+    if tuple(image_shape) != (3, 32, 32):
+        raise ConfigError(
+            f"attack={attack} with trigger_file=true uses the reference 32x32 RGB trigger files; these "
+            f"images are {tuple(image_shape)} (use trigger_file=false)"
+        )
