@@ -20,7 +20,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 import torch.nn as nn
@@ -147,6 +147,12 @@ class JointlyTrainedAttack(Attack):
             self.optimizer.zero_grad(set_to_none=True)
 
 
+# fixed_subset: a seeded share of the training set is triggered once, before training (augmentation then
+# moves the trigger with the image); in_batch: BackdoorVault's order, triggered in each batch after it.
+Poisoning = Literal["fixed_subset", "in_batch"]
+POISONINGS = get_args(Poisoning)
+
+
 class PoisoningAttack(Attack):
     """Static data poisoning: a seeded fraction of the training set gets the trigger.
 
@@ -158,9 +164,15 @@ class PoisoningAttack(Attack):
 
     clean_label = False
 
-    def __init__(self, target: int = 0, poison_rate: float = 0.1, seed: int = 0) -> None:
+    def __init__(
+        self, target: int = 0, poison_rate: float = 0.1, seed: int = 0, poisoning: Poisoning = "fixed_subset"
+    ) -> None:
         super().__init__(target, seed)
         self.poison_rate = check_fraction("attack.poison_rate", poison_rate)
+        if poisoning not in POISONINGS:
+            raise ConfigError(f"attack.poisoning must be one of {POISONINGS}, got {poisoning!r}")
+        self.poisoning = poisoning
+        self.batch_gen: torch.Generator | None = None
 
     def poison_index(self, y: torch.Tensor) -> torch.Tensor:
         pool = torch.nonzero((y == self.target) if self.clean_label else (y != self.target)).flatten()
@@ -174,12 +186,33 @@ class PoisoningAttack(Attack):
         return pool[torch.randperm(len(pool), generator=self.generator(1))[:k]]
 
     def poison(self, train: ImageSet, ctx: AttackContext | None = None) -> ImageSet:
+        if self.poisoning == "in_batch":  # the training set stays clean: batches are poisoned as they come
+            self.poison_index(train.y)  # the same check that the rate can be met
+            return train
         index = self.poison_index(train.y)
         x, y = train.x.clone(), train.y.clone()
         x[index] = self.poisoned_images(train.x[index], ctx)
         if not self.clean_label:
             y[index] = self.target
         return ImageSet(x, y)
+
+    def augmented_batch_hook(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``in_batch`` (BackdoorVault's order): in every augmented training batch, ``poison_rate`` of it,
+        drawn afresh from its non-target images (dirty-label, relabelled) or target-class images
+        (clean-label, as many as the batch holds), gets the trigger after crop and flip."""
+        if self.poisoning != "in_batch":
+            return x, y
+        if self.batch_gen is None:
+            self.batch_gen = self.generator(5)
+        pool = torch.nonzero((y == self.target) if self.clean_label else (y != self.target)).flatten()
+        k = min(len(pool), round(self.poison_rate * len(y)))
+        if k == 0:
+            return x, y
+        chosen = pool[torch.randperm(len(pool), generator=self.batch_gen)[:k].to(pool.device)]
+        x, y = x.clone(), y.clone()
+        x[chosen] = self.apply(x[chosen]).to(x.dtype)
+        y[chosen] = self.target
+        return x, y
 
     def poisoned_images(self, x: torch.Tensor, ctx: AttackContext | None) -> torch.Tensor:
         """The uint8 training images that replace the chosen ones; default: the test-time trigger."""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bench.attacks import _assets
-from bench.attacks._base import PoisoningAttack
+from bench.attacks._base import Poisoning, PoisoningAttack
 from bench.core.errors import ConfigError
 from bench.core.images import stamp
 from bench.core.schema import Fraction
@@ -44,9 +44,10 @@ class BadNets(PoisoningAttack):
         poison_rate: Fraction = 0.1,
         variant: Variant = "parity",
         trigger_file: bool = False,
+        poisoning: Poisoning = "fixed_subset",
         seed: int = 0,
     ) -> None:
-        super().__init__(target, poison_rate, seed)
+        super().__init__(target, poison_rate, seed, poisoning)
         if variant not in VARIANTS:
             raise ConfigError(f"attack.variant must be one of {VARIANTS}, got {variant!r}")
         if trigger_file and variant != "parity":

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from bench.attacks import _assets
-from bench.attacks._base import PoisoningAttack
+from bench.attacks._base import Poisoning, PoisoningAttack
 from bench.core.errors import check_fraction
 from bench.core.schema import Fraction, UnitInterval
 
@@ -25,9 +25,10 @@ class Blend(PoisoningAttack):
         poison_rate: Fraction = 0.1,
         alpha: UnitInterval = 0.2,
         trigger_file: bool = False,
+        poisoning: Poisoning = "fixed_subset",
         seed: int = 0,
     ):
-        super().__init__(target, poison_rate, seed)
+        super().__init__(target, poison_rate, seed, poisoning)
         self.alpha = check_fraction("attack.alpha", alpha)
         self.trigger_file = trigger_file
 

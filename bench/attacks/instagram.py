@@ -13,7 +13,7 @@ import pilgram
 import torch
 from PIL import Image
 
-from bench.attacks._base import PoisoningAttack
+from bench.attacks._base import Poisoning, PoisoningAttack
 from bench.core.errors import ConfigError
 from bench.core.images import quantize, to_float
 from bench.core.schema import Fraction
@@ -21,9 +21,14 @@ from bench.core.schema import Fraction
 
 class Instagram(PoisoningAttack):
     def __init__(
-        self, target: int = 0, poison_rate: Fraction = 0.1, filter: str = "nashville", seed: int = 0
+        self,
+        target: int = 0,
+        poison_rate: Fraction = 0.1,
+        filter: str = "nashville",
+        poisoning: Poisoning = "fixed_subset",
+        seed: int = 0,
     ) -> None:
-        super().__init__(target, poison_rate, seed)
+        super().__init__(target, poison_rate, seed, poisoning)
         if not callable(getattr(pilgram, filter, None)) or filter.startswith("_"):
             raise ConfigError(f"attack.filter {filter!r} is not a pilgram filter")
         self.filter = filter

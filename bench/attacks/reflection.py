@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.attacks import _assets
-from bench.attacks._base import PoisoningAttack
+from bench.attacks._base import Poisoning, PoisoningAttack
 from bench.core.errors import ConfigError, check_fraction
 from bench.core.images import DataBundle, to_float
 from bench.core.schema import Fraction, UnitInterval
@@ -85,9 +85,10 @@ class Reflection(PoisoningAttack):
         alpha_image: UnitInterval = 0.65,
         ghost_alpha: UnitInterval = 0.65,
         source: Source = "photos",
+        poisoning: Poisoning = "fixed_subset",
         seed: int = 0,
     ) -> None:
-        super().__init__(target, poison_rate, seed)
+        super().__init__(target, poison_rate, seed, poisoning)
         if variant not in VARIANTS:
             raise ConfigError(f"attack.variant must be one of {VARIANTS}, got {variant!r}")
         if source not in SOURCES:

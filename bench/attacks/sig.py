@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bench.attacks import _assets
-from bench.attacks._base import PoisoningAttack
+from bench.attacks._base import Poisoning, PoisoningAttack
 from bench.core.errors import ConfigError
 from bench.core.schema import Fraction, Positive
 
@@ -34,9 +34,10 @@ class SIG(PoisoningAttack):
         delta: float = 20,
         frequency: Positive = 6,
         trigger_file: bool = False,
+        poisoning: Poisoning = "fixed_subset",
         seed: int = 0,
     ) -> None:
-        super().__init__(target, poison_rate, seed)
+        super().__init__(target, poison_rate, seed, poisoning)
         if not 0 < delta <= 255:
             raise ConfigError(f"attack.delta is in pixel levels (0, 255], got {delta}")
         self.delta, self.frequency, self.trigger_file = delta, frequency, trigger_file

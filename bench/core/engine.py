@@ -48,6 +48,11 @@ class TrainingHooks:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return x, y
 
+    def augmented_batch_hook(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sees each float batch after augmentation (in-batch poisoning stamps its trigger here, so crop
+        and flip never move it)."""
+        return x, y
+
     def after_step(self) -> None:
         """Called after each optimiser step of the classifier."""
 
@@ -243,6 +248,7 @@ def fit(
             xb, yb = x[idx].float().div_(255), y[idx]
             xb, yb = hooks.batch_hook(model, xb, yb)
             xb = augment(xb, recipe.crop_pad, recipe.hflip, gen)
+            xb, yb = hooks.augmented_batch_hook(xb, yb)
             xb = xb.contiguous(memory_format=torch.channels_last)
             if perturb is not None:
                 xb = perturb(model, xb, yb)
