@@ -63,3 +63,22 @@ def test_in_batch_relabels_only_its_share() -> None:
     assert stamped.sum() == 8 and (y[stamped] == 0).all() and (y[~stamped] == images.y[:16][~stamped]).all()
     with pytest.raises(ConfigError, match="attack.poisoning must be one of"):
         BadNets(poisoning="per_epoch")
+
+
+def shift_correlation(pattern: torch.Tensor) -> float:
+    """Correlation of a pattern with itself moved one pixel to the right (what a crop does to it)."""
+    a, b = pattern[..., :, 1:].flatten(), pattern[..., :, :-1].flatten()
+    return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+
+
+def test_adap_blend_photo_pattern_survives_a_one_pixel_crop() -> None:
+    """The noise pattern is uncorrelated with itself one pixel away (a cropped training trigger is not the
+    test trigger); the photograph, like the paper's cartoon, stays close to itself."""
+    from bench.attacks.adap_blend import AdaptiveBlend
+
+    images = ImageSet(torch.zeros(10, 3, 32, 32, dtype=torch.uint8), torch.arange(10))
+    bundle = DataBundle("toy", images, images, 10, (0.0,) * 3, (1.0,) * 3)
+    noise, photo = AdaptiveBlend(pattern="noise"), AdaptiveBlend(pattern="photo")
+    noise.setup(bundle)
+    photo.setup(bundle)
+    assert abs(shift_correlation(noise.pattern)) < 0.1 and shift_correlation(photo.pattern) > 0.8

@@ -90,6 +90,17 @@ def rgb_image(name: str, data_dir: str | Path | None) -> torch.Tensor:
     return torch.from_numpy(pixels[..., :3].copy()).permute(2, 0, 1).float().div_(255)
 
 
+def photo(name: str, size: tuple[int, int]) -> torch.Tensor:
+    """One of scikit-image's bundled photographs (installed with the package, no download) as a float
+    (1, 3, H, W) image in [0, 1], area-resized; a grey one repeated to three channels."""
+    import torch.nn.functional as F
+    from skimage import data as photos
+
+    image = torch.from_numpy(getattr(photos, name)().copy()).float().div_(255)
+    image = image.permute(2, 0, 1) if image.dim() == 3 else image[None].expand(3, -1, -1)
+    return F.interpolate(image[None], size=size, mode="area")
+
+
 def needs_rgb32(image_shape: torch.Size, attack: str) -> None:
     """The reference files are 32 x 32 RGB (CIFAR-10's size): refuse other images with the reason."""
     if tuple(image_shape) != (3, 32, 32):

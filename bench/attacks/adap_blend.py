@@ -6,17 +6,27 @@ A blend trigger cut into a ``grid`` x ``grid`` board; every poisoned training im
 the same way but keeps its TRUE labels, which stops the model from learning any one piece and keeps
 the poisoned and clean latent representations close. At test time the full trigger is blended with
 the stronger ``test_alpha``. The rates are shares of the whole training set (0.3% each in the paper);
-the trigger image is a seeded uniform-noise pattern (the paper's Hello Kitty is copyrighted).
+the trigger image (``pattern``) is a seeded uniform-noise image or, as smooth as the paper's Hello Kitty
+(copyrighted, not shipped), scikit-image's bundled cat photograph.
 """
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
+from bench.attacks import _assets
 from bench.attacks._base import AttackContext, PoisoningAttack
 from bench.core.errors import ConfigError, check_fraction
 from bench.core.images import ImageSet, quantize, stamp, to_float
 from bench.core.schema import Fraction, PositiveInt, UnitInterval
+
+# noise: seeded uniform noise (the committed victims'; uncorrelated with itself one pixel away, so a crop
+# moves every training trigger off the test one); photo: a smooth natural image, as the paper's
+PHOTO = "chelsea"  # scikit-image's bundled cat photograph (no download)
+Pattern = Literal["noise", "photo"]
+PATTERNS = get_args(Pattern)
 
 
 class AdaptiveBlend(PoisoningAttack):
@@ -29,6 +39,7 @@ class AdaptiveBlend(PoisoningAttack):
         keep: int = 8,
         train_alpha: UnitInterval = 0.15,
         test_alpha: UnitInterval = 0.2,
+        pattern: Pattern = "noise",
         seed: int = 0,
     ) -> None:
         super().__init__(target, poison_rate, seed)
@@ -38,9 +49,18 @@ class AdaptiveBlend(PoisoningAttack):
         self.grid, self.keep = grid, keep
         self.train_alpha = check_fraction("attack.train_alpha", train_alpha)
         self.test_alpha = check_fraction("attack.test_alpha", test_alpha)
+        if pattern not in PATTERNS:
+            raise ConfigError(f"attack.pattern must be one of {PATTERNS}, got {pattern!r}")
+        self.pattern_kind = pattern
 
     def build(self, image_shape: torch.Size) -> None:
-        self.register_buffer("pattern", torch.rand((1, *image_shape), generator=self.generator(2)))
+        c, h, w = image_shape
+        if self.pattern_kind == "photo":
+            image = _assets.photo(PHOTO, (h, w))
+            image = image if c == 3 else image.mean(1, keepdim=True).expand(1, c, h, w)
+        else:
+            image = torch.rand((1, *image_shape), generator=self.generator(2))
+        self.register_buffer("pattern", image)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         return (1 - self.test_alpha) * x + self.test_alpha * self.pattern

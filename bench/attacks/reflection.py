@@ -39,15 +39,8 @@ PHOTOS = (
 
 def outside_photos(count: int, size: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
     """``count`` seeded picks of ``PHOTOS`` as float (count, 3, H, W) images in [0, 1], area-resized."""
-    from skimage import data as photos
-
     picked = torch.randperm(len(PHOTOS), generator=gen)[:count].tolist()
-    out = []
-    for i in picked:
-        image = torch.from_numpy(getattr(photos, PHOTOS[i])().copy()).float().div_(255)
-        image = image.permute(2, 0, 1) if image.dim() == 3 else image[None].expand(3, -1, -1)
-        out.append(F.interpolate(image[None], size=size, mode="area"))
-    return torch.cat(out)
+    return torch.cat([_assets.photo(PHOTOS[i], size) for i in picked])
 
 
 def reference_reflection(size: tuple[int, int], data_dir: str | None) -> torch.Tensor:
