@@ -12,6 +12,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from bench.catalogue import CONF_DIR, options
+from bench.config import compose_config
 
 HELP_FLAGS = ("--help", "-h", "--hydra-help", "--info", "--shell-completion", "-sc")
 SWEEP_FUNCTION = re.compile(r"^\w+\(")  # glob(*), range(1,3), choice(...): Hydra expands them
@@ -56,7 +57,6 @@ def key_error(overrides: list[str], message: str) -> str:
         return message.strip().splitlines()[0]
     dotted = found.group(1)
     parent, _, leaf = dotted.rpartition(".")
-    from bench.entry import compose_config  # the resolvers are registered there
 
     kept = [o for o in overrides if not o.lstrip("+~").startswith(f"{dotted}=")]
     try:
@@ -83,7 +83,6 @@ def check(argv: list[str]) -> str | None:
         key, _, value = override.partition("=")
         if (error := group_error(key, value)) is not None:
             return error
-    from bench.entry import compose_config
 
     first = [f for o in overrides if (f := first_choice(o)) is not None]
     try:

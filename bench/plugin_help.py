@@ -12,6 +12,7 @@ import textwrap
 from omegaconf import DictConfig, OmegaConf
 
 from bench.catalogue import CONF_DIR, options
+from bench.config import compose_config
 from bench.validation import allowed, signature_of
 
 HELP_GROUPS = ("dataset", "model", "attack", "defense")
@@ -51,7 +52,6 @@ def rows(node: DictConfig, prefix: str = "") -> list[tuple[str, str, str]]:
 
 def plugin_help(overrides: list[str]) -> str:
     """The help text for the plug-ins chosen in ``overrides`` (group=option), in the composed setting."""
-    from bench.entry import compose_config  # the resolvers are registered there
 
     cfg = compose_config([o for o in overrides if "=" in o and not o.startswith("-")])
     chosen = [o.split("=", 1) for o in overrides if o.split("=", 1)[0] in HELP_GROUPS]

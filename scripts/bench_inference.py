@@ -17,8 +17,8 @@ import time
 import torch
 from hydra.utils import instantiate
 
+from bench.config import compose_config
 from bench.context import CellContext
-from bench.entry import compose_config
 from bench.metrics import predict
 from bench.victims import load_or_train_victim
 

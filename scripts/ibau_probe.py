@@ -22,9 +22,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from bench.config import compose_config
 from bench.context import CellContext
 from bench.defenses.ibau import IBAU
-from bench.entry import compose_config
 from bench.metrics import evaluate
 from bench.victims import load_or_train_victim
 

@@ -16,11 +16,11 @@ import sys
 import torch.nn as nn
 from hydra.utils import instantiate
 
+from bench.config import compose_config
 from bench.context import CellContext
 from bench.core.engine import fit, set_precision
 from bench.core.network import stage_ends
 from bench.defenses.nad import AttentionDistillationLoss
-from bench.entry import compose_config
 from bench.metrics import evaluate
 from bench.victims import load_or_train_victim
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from bench.catalogue import CONF_DIR
+from bench.config import compose_config
 from bench.context import CellContext
 from bench.core.images import to_float
-from bench.entry import CONF_DIR, compose_config
 from bench.victims import load_or_train_victim
 
 VARIANTS = [("badnets", "paper"), ("reflection", "paper")]

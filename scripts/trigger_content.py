@@ -15,9 +15,9 @@ import sys
 import torch
 
 from bench.attacks._generator import ssim
+from bench.config import compose_config
 from bench.context import CellContext
 from bench.core.images import to_float
-from bench.entry import compose_config
 from bench.metrics import percent, predict
 from bench.victims import CachedAuxiliaryModels, load_or_train_victim
 

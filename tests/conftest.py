@@ -14,10 +14,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench.attacks import AttackContext
 from bench.catalogue import options
+from bench.config import compose_config
 from bench.core.engine import Recipe, fit
 from bench.core.images import DataBundle, ImageSet
 from bench.defenses import DefenderContext
-from bench.entry import GROUPS, compose_config
+from bench.identity import GROUPS
 from bench.models import Normalized
 from bench.models.resnet import resnet18
 

@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bench.catalogue import options
-from bench.entry import compose_config
+from bench.config import compose_config
 
 # a key naming how long something optimises (its last dotted part)
 LENGTH = re.compile(r"(^|_)(epochs|iterations|steps|rounds)$")

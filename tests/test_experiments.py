@@ -9,7 +9,8 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import create_config_search_path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from bench.entry import CONF_DIR, compose_config
+from bench.catalogue import CONF_DIR
+from bench.config import compose_config
 from bench.identity import semantic_config, victim_key
 from tests.conftest import compose_cfg, group_options
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from bench.entry import compose_config
+from bench.config import compose_config
 from bench.host import compute_info
 from bench.identity import semantic_config
 from bench.plan import duration, estimate_seconds, plan_line

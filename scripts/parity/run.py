@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 from harness import Row, git_commit, load_victim, run_ours, write_row  # noqa: E402
 
-from bench.entry import compose_config  # noqa: E402
+from bench.config import compose_config  # noqa: E402
 from bench.host import compute_info  # noqa: E402
 
 
