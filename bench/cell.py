@@ -136,8 +136,11 @@ class CellRun:
         eval_s += time.perf_counter() - start
 
         meta = victim.entry.meta
-        # per-epoch losses; the defense's leaves its info so the record keeps it once
-        curves = {"victim": meta.loss_per_epoch, "defense": info.pop("loss_per_epoch", [])}
+        # per-epoch losses and training accuracies; the defense's leave its info so the record keeps them once
+        curves = {
+            "victim": meta.loss_per_epoch, "victim_acc": meta.acc_per_epoch,
+            "defense": info.pop("loss_per_epoch", []), "defense_acc": info.pop("acc_per_epoch", []),
+        }  # fmt: skip
         return Record(
             schema_version=SCHEMA_VERSION,
             cell_id=self.cid,

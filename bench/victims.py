@@ -39,6 +39,7 @@ class VictimMeta:
     compute: dict[str, Any] | None = None
     attack_info: dict[str, Any] = field(default_factory=dict)
     loss_per_epoch: list[float] = field(default_factory=list)  # the victim's training curve
+    acc_per_epoch: list[float] = field(default_factory=list)  # and its training accuracy (%) per epoch
 
 
 @dataclass
@@ -158,7 +159,7 @@ def train_victim(ctx: CellContext, data: DataBundle, attack: Attack) -> VictimEn
     aux = {"aux_networks_train_s": models.train_s, "aux_networks_facts": models.facts}
     info = {**attack.info, **{k: v for k, v in aux.items() if v}}
     meta = VictimMeta(acc, round(train_s, 3), round(aux_s, 3), round(stats["images_per_s"], 1),
-                      compute_info(), info, stats["loss_per_epoch"])  # fmt: skip
+                      compute_info(), info, stats["loss_per_epoch"], stats["acc_per_epoch"])  # fmt: skip
     return VictimEntry(cpu_state(model), cpu_state(attack), meta)
 
 

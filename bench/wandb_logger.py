@@ -59,11 +59,14 @@ class WandbLogger(RecordLogger):
             tags=[record.attack, record.defense],
             config=record.config,
         )
-        for name, curve in (record.curves or {}).items():  # per-epoch losses, each against its own epochs
-            run.define_metric(f"{name}/epoch")
-            run.define_metric(f"{name}/loss", step_metric=f"{name}/epoch")
-            for epoch, loss in enumerate(curve, 1):
-                run.log({f"{name}/epoch": epoch, f"{name}/loss": loss})
+        for name, curve in (record.curves or {}).items():  # per-epoch curves, each against its own epochs
+            stage, metric = (
+                (name.removesuffix("_acc"), "train_acc") if name.endswith("_acc") else (name, "loss")
+            )
+            run.define_metric(f"{stage}/epoch")
+            run.define_metric(f"{stage}/{metric}", step_metric=f"{stage}/epoch")
+            for epoch, value in enumerate(curve, 1):
+                run.log({f"{stage}/epoch": epoch, f"{stage}/{metric}": value})
         summary = {k: fields[k] for k in (*IDENTITY_KEYS, *SUMMARY_KEYS) if fields[k] is not None}
         summary.update({f"defense_info/{k}": v for k, v in record.defense_info.items()})
         run.log(summary)

@@ -71,3 +71,21 @@ def test_hooks_see_float_batches_steps_and_epochs() -> None:
         torch.device("cpu"), hooks=hooks, progress=False)  # fmt: skip
     batches = [(torch.float32, 1.0, 4, True), (torch.float32, 1.0, 4, True), (torch.float32, 1.0, 2, True)]
     assert hooks.seen == [batches[0], "step", batches[1], "step", batches[2], "step", ("epoch", 0)]
+
+
+def test_fit_reports_the_training_accuracy_it_saw() -> None:
+    """``acc_per_epoch``: the share of each epoch's batches the model classified right as it trained; a
+    model that always answers class 0 on data that is all class 0 scores 100, on data with none 0."""
+    class AlwaysZero(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = nn.Parameter(torch.tensor([10.0, 0.0]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bias.expand(len(x), 2) + 0 * x.flatten(1).sum(1, keepdim=True)
+
+    recipe = Recipe(epochs=2, batch_size=4, lr=1e-6, crop_pad=0, hflip=False)
+    for label, expected in ((0, 100.0), (1, 0.0)):
+        data = ImageSet(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), torch.full((8,), label))
+        stats = fit(AlwaysZero(), data, recipe, torch.device("cpu"), progress=False)
+        assert stats["acc_per_epoch"] == [expected, expected] and len(stats["loss_per_epoch"]) == 2

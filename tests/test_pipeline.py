@@ -32,7 +32,10 @@ def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
     first = run_cell(cfg, names)
     assert not first.cache_hit and first.asr_before > 50
     assert len(first.curves["victim"]) == 2 and len(first.curves["defense"]) == 1  # train / FT epochs
-    assert "loss_per_epoch" not in first.defense_info  # the curve is kept once, in curves
+    assert len(first.curves["victim_acc"]) == 2 and all(0 <= a <= 100 for a in first.curves["victim_acc"])
+    assert len(first.curves["defense_acc"]) == 1
+    assert "loss_per_epoch" not in first.defense_info  # the curves are kept once, in curves
+    assert "acc_per_epoch" not in first.defense_info
     assert first.config["attack"]["poison_rate"] == 0.1
     compute = first.compute
     assert compute["threads"] == compute["victim"]["threads"] == torch.get_num_threads()

@@ -416,9 +416,12 @@ def test_wandb_logger_draws_each_curve_against_its_own_epochs(monkeypatch: pytes
 
     monkeypatch.setitem(sys.modules, "wandb", type(sys)("wandb"))
     sys.modules["wandb"].init = lambda **kwargs: FakeRun()
-    fields = record("badnets", "ft", 89.0, 40.0) | {"curves": {"victim": [2.0, 1.5], "defense": [0.4]}}
+    curves = {"victim": [2.0, 1.5], "victim_acc": [30.0, 55.5], "defense": [0.4]}
+    fields = record("badnets", "ft", 89.0, 40.0) | {"curves": curves}
     WandbLogger(mode="offline").log_record(Record(**{name: fields.get(name) for name in FIELDS}))
     assert {"define": "victim/loss", "step": "victim/epoch"} in logged
+    assert {"define": "victim/train_acc", "step": "victim/epoch"} in logged
+    assert {"victim/epoch": 2, "victim/train_acc": 55.5} in logged
     assert {"victim/epoch": 2, "victim/loss": 1.5} in logged and {
         "defense/epoch": 1,
         "defense/loss": 0.4,

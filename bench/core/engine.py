@@ -215,9 +215,11 @@ def fit(
     until: Callable[[nn.Module], bool] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place; returns seconds, images/s, the last epoch's mean loss, the epochs run and
-    every epoch's mean loss (``loss_per_epoch``: the curve the W&B logger draws).
+    every epoch's mean loss and training accuracy (``loss_per_epoch``, ``acc_per_epoch``: the curves the
+    record keeps and the W&B logger draws; the accuracy is of the model's output on each batch as trained,
+    poisoned images and their labels included).
 
-    ``hooks`` (in-batch poisoning, see ``TrainingHooks``) see each float batch before augmentation;
+    ``hooks`` (in-batch poisoning, see ``TrainingHooks``) see each float batch before and after augmentation;
     ``perturb`` (adversarial training) replaces the augmented batch just before the step; ``loss_fn`` replaces
     cross-entropy with the recipe's label smoothing (distillation, unlearning objectives); ``until`` (a
     stopping rule, e.g. SEAM's accuracy targets) is asked after every epoch, with the model in eval mode,
@@ -239,10 +241,14 @@ def fit(
     start, seen, loss_sum = time.perf_counter(), 0, torch.zeros(())
     bar = progress_bar(total=recipe.epochs * steps_per_epoch, desc=desc, enabled=progress)
     hooks = hooks or TrainingHooks()
-    epochs_run, history = 0, []
+    epochs_run, history, accuracy = 0, [], []
+    outputs: list[torch.Tensor] = []  # the model's output on the batch (its top-level call), for accuracy
+    handle = model.register_forward_hook(
+        lambda m, i, out: outputs.append(out.detach()) if isinstance(out, torch.Tensor) else None
+    )
     for epoch in range(recipe.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
-        loss_sum = torch.zeros((), device=device)
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
         for i in range(0, n, recipe.batch_size):
             idx = perm[i : i + recipe.batch_size]
             xb, yb = x[idx].float().div_(255), y[idx]
@@ -252,8 +258,11 @@ def fit(
             xb = xb.contiguous(memory_format=torch.channels_last)
             if perturb is not None:
                 xb = perturb(model, xb, yb)
+            outputs.clear()
             with autocast(device):
                 loss = loss_fn(model, xb, yb)
+            if outputs and outputs[0].dim() == 2 and yb.dim() == 1 and len(outputs[0]) == len(yb):
+                correct += (outputs[0].argmax(1) == yb).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -263,6 +272,7 @@ def fit(
             seen += len(idx)
             bar.update()
         history.append(round(loss_sum.item() / n, 5))
+        accuracy.append(round(100 * correct.item() / n, 3))
         bar.set_postfix(loss=f"{history[-1]:.3f}")
         if bar.logged:  # no bar on a terminal (a SLURM, nohup or CI log): one line per epoch
             log.info("%s epoch %d/%d: loss %.4f, %.0f images/s", desc, epoch + 1, recipe.epochs,
@@ -273,6 +283,7 @@ def fit(
             break
         model.train()
     bar.close()
+    handle.remove()
     model.eval()
     seconds = time.perf_counter() - start
     return {
@@ -281,4 +292,5 @@ def fit(
         "loss": loss_sum.item() / max(n, 1),
         "epochs": epochs_run,
         "loss_per_epoch": history,
+        "acc_per_epoch": accuracy,
     }

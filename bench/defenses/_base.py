@@ -33,8 +33,9 @@ class Defense:
     pipeline loads a fresh copy for every cell) or return another module. It returns the repaired model
     and ``info``: what the defense reports about itself (``defense_info`` in the record), a dict that must
     be JSON-serialisable (numbers, strings, lists, dicts), e.g. steps run, neurons pruned, classes
-    flagged. A ``loss_per_epoch`` entry (its fine-tuning curve) goes to the record's ``curves["defense"]``
-    instead. Thresholds are chosen on the defender's data only (``split_train_val``), never on test data.
+    flagged. ``loss_per_epoch`` and ``acc_per_epoch`` entries (its fine-tuning curves, ``fit`` returns both)
+    go to the record's ``curves["defense"]`` and ``curves["defense_acc"]`` instead. Thresholds are chosen
+    on the defender's data only (``split_train_val``), never on test data.
 
     A defense that also flags triggered inputs at test time returns a model that is a ``Detector``;
     the record then carries its TPR/FPR (``detection_info``).

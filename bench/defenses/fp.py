@@ -105,4 +105,5 @@ class FinePruning(Defense):
             "val_acc_pruned": round(100 * accs[pruned], 4),
             "final_loss": round(stats["loss"], 4),
             "loss_per_epoch": stats["loss_per_epoch"],
+            "acc_per_epoch": stats["acc_per_epoch"],
         }

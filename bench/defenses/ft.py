@@ -24,4 +24,5 @@ class FineTune(Defense):
             "epochs": self.recipe.epochs,
             "final_loss": round(stats["loss"], 4),
             "loss_per_epoch": stats["loss_per_epoch"],
+            "acc_per_epoch": stats["acc_per_epoch"],
         }

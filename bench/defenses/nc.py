@@ -89,6 +89,7 @@ class NeuralCleanse(Defense):
             model, data, self.recipe, ctx.device, seed=ctx.seed, desc="nc unlearn", progress=ctx.progress
         )
         info.update(
-            action="unlearned", final_loss=round(stats["loss"], 4), loss_per_epoch=stats["loss_per_epoch"]
-        )
+            action="unlearned", final_loss=round(stats["loss"], 4), loss_per_epoch=stats["loss_per_epoch"],
+            acc_per_epoch=stats["acc_per_epoch"],
+        )  # fmt: skip
         return model, info
