@@ -30,7 +30,7 @@ DERIVED_KEYS = ("model_width",)
 # key stays out of the hash, so earlier cell ids and cache keys remain valid.
 LATER_KEYS = {
     "precision": "auto", "train.label_smoothing": 0.0, "budget.scale_of": {}, "attack.trigger_file": False,
-    "attack.poisoning": "fixed_subset", "attack.pattern": "noise",
+    "attack.poisoning": "fixed_subset", "attack.pattern": "noise", "attack.style": "procedural",
 }  # fmt: skip
 DATA_ACCESS_KEYS = ("root", "download")
 # What a trained model depends on besides its attack (or auxiliary spec): the row's clean model shares them.

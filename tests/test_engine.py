@@ -76,6 +76,7 @@ def test_hooks_see_float_batches_steps_and_epochs() -> None:
 def test_fit_reports_the_training_accuracy_it_saw() -> None:
     """``acc_per_epoch``: the share of each epoch's batches the model classified right as it trained; a
     model that always answers class 0 on data that is all class 0 scores 100, on data with none 0."""
+
     class AlwaysZero(nn.Module):
         def __init__(self) -> None:
             super().__init__()

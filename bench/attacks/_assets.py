@@ -37,6 +37,49 @@ bf84c8b5d6178518ce0e0e9c6fa914e22d8fd542c9e25bf71babb9c995301507 backdoorvault/t
 85c1b5dcab00077a42ee2650f382cb8ba7f0b1725244520249a29a7a4148f4bc unit_reference/trigger/badnet/flower_nobg.png
 """
 SHA256 = {name: digest for digest, name in (line.split() for line in CHECKSUMS.strip().splitlines())}
+# DFST's style domain: 250 sunrise photographs (32 x 32 PNG), their file numbers and the digest of the
+# files concatenated in numeric order
+SUNRISE = "backdoorvault/sunrise"
+SUNRISE_SHA256 = "cbbfe0dcb2885ce041369b027492ee34fb32d22b757eebfc73aea3c85bb5feb7"
+SUNRISE_NUMBERS = (
+    "1-2 7-8 10-14 17-18 23 27-49 51 53 56 61-71 77-79 100-110 112 114 116 120-126 132-135 137-138 141-150 "
+    "152-155 157-160 162 166-169 171-172 174-176 179-182 184-190 192-199 201-202 204-210 212-232 235-244 "
+    "246 249-260 262-265 268-270 272-277 279-282 284-285 293-294 297-298 300-301 303-308 312-326 330-346 "
+    "348 350-356"
+)
+
+
+def sunrise_numbers() -> list[int]:
+    spans = (part.split("-") for part in SUNRISE_NUMBERS.split())
+    return [n for span in spans for n in range(int(span[0]), int(span[-1]) + 1)]
+
+
+def sunrise_photos(data_dir: str | Path | None) -> torch.Tensor:
+    """The 250 sunrise photographs as uint8 (250, 3, 32, 32), fetched file by file where missing and
+    checked together by SHA-256."""
+    from PIL import Image
+
+    folder = Path(data_dir or "data") / SUNRISE
+    paths = [folder / f"{n}.png" for n in sunrise_numbers()]
+    for path in paths:
+        if not path.is_file():
+            try:
+                fetch(f"{SUNRISE}/{path.name}", path)
+            except OSError as exc:
+                raise ConfigError(
+                    f"DFST's sunrise photographs are not under {str(folder)!r} and could not be fetched "
+                    f"there ({exc}); place backdoorvault/sunrise/ under data_dir / $BENCH_DATA_DIR"
+                ) from None
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    if digest.hexdigest() != SUNRISE_SHA256:
+        raise ConfigError(f"{folder} does not hold the reference sunrise photographs (SHA-256 mismatch)")
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1))
+    return torch.stack(images)
 
 
 def sha256(path: Path) -> str:

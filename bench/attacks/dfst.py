@@ -2,10 +2,13 @@
 Detoxification").
 
 The trigger is a style: x' = G(x), G the A->B generator of a CycleGAN trained between the cell's
-training images (A) and a "sunrise" style set (B). Sunrise photographs would be a download, so B is
-procedural (``sunrise_images``: a warm sky gradient, a sun disk near the horizon, its glow, a dark
-ground band). Poisoning is in-batch and dirty-label: ``poison_rate`` of every batch is stylised and
-relabelled to the target.
+training images (A) and a "sunrise" style set (B). ``style=sunrise``: BackdoorVault's CycleGAN
+(helper/dfst_helper.py, models/cyclegan.py: ResNet generators with pixel-shuffle upsampling, patch
+discriminators, MSE discriminator and L1 fooling, cycle and identity losses) on its 250 real sunrise
+photographs, read from ``data_dir``. ``style=procedural`` (the committed victims'): a U-Net CycleGAN to
+procedural scenes (``sunrise_images``: a sky gradient, a sun disk, its glow, a dark ground), which has no
+texture and makes G erase the image (measured: the clean model reads its output at chance). Poisoning is
+in-batch and dirty-label: ``poison_rate`` of every batch is stylised and relabelled to the target.
 
 Controlled detoxification keeps the backdoor in deep features instead of simple colour statistics: after
 every epoch but the last, the attack finds the ``neuron_ratio`` most compromised channels of the model's
@@ -20,16 +23,18 @@ a plain style trigger. The record lists the rounds and the channels found.
 from __future__ import annotations
 
 import math
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench.attacks import _assets
 from bench.attacks._base import Attack, AttackContext, need_context
 from bench.attacks._generator import UNet, ssim
-from bench.core.engine import progress_bar
+from bench.core.engine import augment, progress_bar
 from bench.core.errors import ConfigError, check_fraction
-from bench.core.images import ImageSet, to_float
+from bench.core.images import DataBundle, ImageSet, to_float
 from bench.core.network import capture, stage_ends
 from bench.core.schema import Fraction, Positive, PositiveInt, UnitInterval
 
@@ -82,8 +87,112 @@ class CycleGAN(nn.Module):
         self.d_b = PatchDiscriminator(channels, width)
 
 
+# -- style=sunrise: BackdoorVault's CycleGAN (models/cyclegan.py, helper/dfst_helper.py) ----------------
+SUNRISE_BATCH, SUNRISE_LR = 128, 2e-4  # its loaders' batch and Adam's rate, betas (0.5, 0.999)
+
+
+class ResidualBlock(nn.Module):
+    """conv-IN-ReLU-conv, then ReLU(IN(. + x))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, 1, 1), nn.InstanceNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, 1, 1),
+        )  # fmt: skip
+        self.norm = nn.InstanceNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.body(x) + x))
+
+
+def resnet_generator(channels: int = 32, blocks: int = 9) -> nn.Sequential:
+    """7x7 stem, two stride-2 downsamplings, ``blocks`` residual blocks, two pixel-shuffle upsamplings,
+    a 7x7 head to RGB in [0, 1]; takes normalised images."""
+    c = channels
+    layers: list[nn.Module] = [
+        nn.ReflectionPad2d(3), nn.Conv2d(3, c, 7), nn.InstanceNorm2d(c), nn.ReLU(True),
+        nn.Conv2d(c, 2 * c, 3, 2, 1), nn.InstanceNorm2d(2 * c), nn.ReLU(True),
+        nn.Conv2d(2 * c, 4 * c, 3, 2, 1), nn.InstanceNorm2d(4 * c), nn.ReLU(True),
+    ]  # fmt: skip
+    layers += [ResidualBlock(4 * c) for _ in range(blocks)]
+    layers += [
+        nn.ConvTranspose2d(4 * c, 8 * c, 3, 1, 1), nn.PixelShuffle(2),
+        nn.InstanceNorm2d(2 * c), nn.ReLU(True),
+        nn.ConvTranspose2d(2 * c, 4 * c, 3, 1, 1), nn.PixelShuffle(2),
+        nn.InstanceNorm2d(c), nn.ReLU(True),
+        nn.ReflectionPad2d(3), nn.Conv2d(c, 3, 7), nn.Sigmoid(),
+    ]  # fmt: skip
+    return nn.Sequential(*layers)
+
+
+def patch_discriminator(channels: int = 64) -> nn.Sequential:
+    """Four stride-2/1 convolutions to a 2 x 2 map of sigmoid scores for a 32 x 32 normalised image."""
+    c = channels
+    return nn.Sequential(
+        nn.Conv2d(3, c, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
+        nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.InstanceNorm2d(2 * c), nn.LeakyReLU(0.2, True),
+        nn.Conv2d(2 * c, 4 * c, 4, 2, 1, bias=False), nn.InstanceNorm2d(4 * c), nn.LeakyReLU(0.2, True),
+        nn.Conv2d(4 * c, 8 * c, 4, 1, 1), nn.InstanceNorm2d(8 * c), nn.LeakyReLU(0.2, True),
+        nn.Conv2d(8 * c, 1, 4, 1, 1), nn.Sigmoid(),
+    )  # fmt: skip
+
+
+class SunriseCycleGAN(nn.Module):
+    """A->B (the trigger: training images to sunrise style) and B->A generators and both discriminators,
+    on images normalised with the dataset's statistics (the generators output [0, 1])."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.g_ab, self.g_ba = resnet_generator(), resnet_generator()
+        self.d_a, self.d_b = patch_discriminator(), patch_discriminator()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def stylise(self, x: torch.Tensor) -> torch.Tensor:
+        """The trigger on images in [0, 1]: G_ab of the normalised image, in [0, 1]."""
+        return self.g_ab(self.normalize(x))
+
+    def step(
+        self, x_a: torch.Tensor, x_b: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, float]:
+        """One update of BackdoorVault's loop on normalised batches: each discriminator by MSE to 1 on its
+        domain's images and 0 on the other generator's fakes, then both generators by L1 fooling, cycle
+        and identity losses (all weighted 1)."""
+        norm = self.normalize
+        b_fake, a_fake = norm(self.g_ab(x_a)), norm(self.g_ba(x_b))
+        scores_a, scores_b = self.d_a(x_a), self.d_b(x_b)
+        real, fake = torch.ones_like(scores_a), torch.zeros_like(scores_a)
+        loss_d = (F.mse_loss(scores_a, real) + F.mse_loss(self.d_a(a_fake.detach()), fake)
+                  + F.mse_loss(scores_b, real) + F.mse_loss(self.d_b(b_fake.detach()), fake))  # fmt: skip
+        for name in ("d_a", "d_b"):
+            optimizers[name].zero_grad(set_to_none=True)
+        loss_d.backward()
+        for name in ("d_a", "d_b"):
+            optimizers[name].step()
+        fool = F.l1_loss(self.d_a(a_fake), real) + F.l1_loss(self.d_b(b_fake), real)
+        cycle = F.l1_loss(norm(self.g_ba(b_fake)), x_a) + F.l1_loss(norm(self.g_ab(a_fake)), x_b)
+        identity = F.l1_loss(norm(self.g_ab(x_b)), x_b) + F.l1_loss(norm(self.g_ba(x_a)), x_a)
+        loss_g = fool + cycle + identity
+        for name in ("g_ab", "g_ba"):
+            optimizers[name].zero_grad(set_to_none=True)
+        loss_g.backward()
+        for name in ("g_ab", "g_ba"):
+            optimizers[name].step()
+        return {"d": loss_d.item(), "fool": fool.item(), "cycle": cycle.item(), "identity": identity.item()}
+
+
 def lsgan(scores: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(scores, torch.full_like(scores, 1.0 if real else 0.0))
+
+
+# procedural: the committed victims' stand-in (a U-Net CycleGAN to procedural scenes; it erases the image,
+# measured); sunrise: BackdoorVault's CycleGAN on its 250 real sunrise photographs
+Style = Literal["procedural", "sunrise"]
+STYLES = get_args(Style)
 
 
 class DFST(Attack):
@@ -104,9 +213,13 @@ class DFST(Attack):
         w_ssim: float = 0.1,
         w_detox: float = 0.3,
         width: PositiveInt = 16,
+        style: Style = "procedural",
         seed: int = 0,
     ) -> None:
         super().__init__(target, seed)
+        if style not in STYLES:
+            raise ConfigError(f"attack.style must be one of {STYLES}, got {style!r}")
+        self.style_kind = style
         self.poison_rate = check_fraction("attack.poison_rate", poison_rate)
         if poison_rate > 0.5 or style_steps < 0 or detox_epochs < 0:
             raise ConfigError(
@@ -128,18 +241,26 @@ class DFST(Attack):
         self.total_epochs = 0  # of the victim's training, known once poisoning starts
         self.injector_ready = False
 
+    def setup(self, data: DataBundle) -> None:
+        self.mean, self.std = data.mean, data.std  # the sunrise CycleGAN works on normalised images
+        super().setup(data)
+
     def build(self, image_shape: torch.Size) -> None:
         c = image_shape[0]
         self.image_shape = image_shape
         with self.seeded(4):
-            self.style = CycleGAN(c, self.width)
+            if self.style_kind == "sunrise":
+                _assets.needs_rgb32(image_shape, "dfst with style=sunrise")
+                self.style = SunriseCycleGAN(self.mean, self.std)
+            else:
+                self.style = CycleGAN(c, self.width)
         with self.seeded(6):
             self.injector = UNet(c, c, self.width, output="sigmoid")
         self.injector_init = {k: v.clone() for k, v in self.injector.state_dict().items()}
         self.info.update(detox_rounds=0, compromised_neurons=[], injector_target_rate=[])
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return self.style.g_ab(x)
+        return self.style.stylise(x) if self.style_kind == "sunrise" else self.style.g_ab(x)
 
     # -- the style generator (auxiliary, cached) -----------------------------------------------------
     def train_style(self, gan: nn.Module, data: ImageSet, ctx: AttackContext) -> None:
@@ -169,13 +290,42 @@ class DFST(Attack):
             loss_d.backward()
             opt_d.step()
 
+    def train_sunrise(self, gan: SunriseCycleGAN, data: ImageSet, ctx: AttackContext) -> dict[str, Any]:
+        """BackdoorVault's loop, ``style_steps`` counted in its unit, epochs: each zips a shuffled pass over
+        the training images (crop/flip-augmented, batches of 128) with one over the 250 sunrise photographs,
+        so an epoch is two steps (128 and 122 images); Adam 2e-4, betas (0.5, 0.999), for each network."""
+        photos = _assets.sunrise_photos(self.data_dir)
+        gen = self.generator(5)
+        gan.to(ctx.device).train()
+        optimizers = {name: torch.optim.Adam(getattr(gan, name).parameters(), SUNRISE_LR, betas=(0.5, 0.999))
+                      for name in ("g_ab", "g_ba", "d_a", "d_b")}  # fmt: skip
+        last: dict[str, float] = {}
+        for _ in progress_bar(range(self.style_steps), desc="dfst sunrise CycleGAN", enabled=ctx.progress):
+            order_a = torch.randperm(len(data), generator=gen)
+            order_b = torch.randperm(len(photos), generator=gen)
+            for start in range(0, min(len(data), len(photos)), SUNRISE_BATCH):
+                b = to_float(photos[order_b[start : start + SUNRISE_BATCH]].to(ctx.device))
+                a = to_float(data.x[order_a[start : start + len(b)]].to(ctx.device))
+                a = augment(a, 4, True, gen)
+                last = gan.step(gan.normalize(a), gan.normalize(b), optimizers)
+        return {"final_losses": {k: round(v, 4) for k, v in last.items()}}  # kept with the cached network
+
     def poison(self, train: ImageSet, ctx: AttackContext | None = None) -> ImageSet:
         ctx = need_context(self, ctx)
-        spec = {"steps": self.style_steps, "batch": self.style_batch, "lr": self.style_lr,
-                "cycle": self.cycle_weight, "width": self.width}  # fmt: skip
-        ctx.models.network(
-            "dfst_cyclegan", spec, self.style, lambda gan, data: self.train_style(gan, data, ctx)
-        )
+        if self.style_kind == "sunrise":
+            spec = {"style": "sunrise", "epochs": self.style_steps}
+            ctx.models.network(
+                "dfst_sunrise_cyclegan",
+                spec,
+                self.style,
+                lambda gan, data: self.train_sunrise(gan, data, ctx),
+            )
+        else:
+            spec = {"steps": self.style_steps, "batch": self.style_batch, "lr": self.style_lr,
+                    "cycle": self.cycle_weight, "width": self.width}  # fmt: skip
+            ctx.models.network(
+                "dfst_cyclegan", spec, self.style, lambda gan, data: self.train_style(gan, data, ctx)
+            )
         self.style.requires_grad_(False)
         k = max(1, math.ceil(self.detox_share * len(train)))
         self.probe = train.x[torch.randperm(len(train), generator=self.generator(7))[:k]]
