@@ -56,29 +56,32 @@ def fig5(frame: pd.DataFrame, out: Path, defense: str = "unit") -> list[Path]:
 
 
 def fig6(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Each defense's wall-clock over the backdoored models it repaired: median bar, min-max whisker, the
-    number of models under each bar; the title names every dataset/model pair and device pooled."""
+    """Each defense's wall-clock over the backdoored models it repaired, one panel per dataset/model pair
+    (their costs differ by the architecture): median bar, min-max whisker, the number of models under each
+    bar; each title names the pair, its setting and device."""
     cells = frame[(frame.defense != "none") & (frame.attack != "none")]
     if cells.empty:
         raise ValueError("no records of a defense on a backdoored model")
-    stats = cells.groupby("defense").defense_s.agg(["median", "min", "max", "count"])
-    stats = stats.loc[ordered(list(stats.index), first_seen(paper_table1().defense))]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(stats), 3.5))
-    x = np.arange(len(stats))
-    err = np.vstack([stats["median"] - stats["min"], stats["max"] - stats["median"]])
-    ax.bar(x, stats["median"], yerr=err, capsize=3, color="#3182bd")
-    ax.set_xticks(x, [f"{label(d)}\nn={n}" for d, n in stats["count"].items()], rotation=30, ha="right")
-    ax.set_yscale("log")
-    ax.set_ylabel("defense wall-clock (s)")
-    pairs = ", ".join(
-        f"{d} / {m}" for d, m in cells[["dataset", "model"]].drop_duplicates().itertuples(index=False)
-    )
-    devices = ", ".join(sorted(cells.device.astype(str).unique())) if "device" in cells else "?"
-    ax.set_title(
-        f"Median wall-clock per defense over the backdoored models it repaired (n under each bar)\n"
-        f"pooled: {pairs}{setting(cells)}; device: {devices}; whiskers: min-max",
-        fontsize=9,
-    )
+    pairs = list(cells[["dataset", "model"]].drop_duplicates().itertuples(index=False, name=None))
+    counts = [cells[(cells.dataset == d) & (cells.model == m)].defense.nunique() for d, m in pairs]
+    size = (1.0 + 0.7 * max(counts), 3.5 * len(pairs))
+    fig, axes = plt.subplots(len(pairs), 1, figsize=size, squeeze=False, layout="constrained")
+    for ax, (dataset, model) in zip(axes[:, 0], pairs, strict=True):
+        pair = cells[(cells.dataset == dataset) & (cells.model == model)]
+        stats = pair.groupby("defense").defense_s.agg(["median", "min", "max", "count"])
+        stats = stats.loc[ordered(list(stats.index), first_seen(paper_table1().defense))]
+        x = np.arange(len(stats))
+        err = np.vstack([stats["median"] - stats["min"], stats["max"] - stats["median"]])
+        ax.bar(x, stats["median"], yerr=err, capsize=3, color="#3182bd")
+        ax.set_xticks(x, [f"{label(d)}\nn={n}" for d, n in stats["count"].items()], rotation=30, ha="right")
+        ax.set_yscale("log")
+        ax.set_ylabel("defense wall-clock (s)")
+        devices = ", ".join(sorted(pair.device.astype(str).unique())) if "device" in pair else "?"
+        ax.set_title(
+            f"Median wall-clock per defense, {dataset} / {model}{setting(pair)}; device: {devices}; "
+            "whiskers: min-max",
+            fontsize=9,
+        )
     return save(fig, out, "fig6")
 
 
