@@ -14,7 +14,8 @@ from bench.config import compose_config
 from bench.identity import semantic_config, victim_key
 from tests.conftest import compose_cfg, group_options
 
-DETECTORS_AND_BASELINES = {"strip", "clip_uniform"}  # not in Table 1's mitigation grid
+# not in Table 1's mitigation grid: the detectors and baselines, and the appendix's newer defenses
+DETECTORS_AND_BASELINES = {"strip", "clip_uniform", "clp"}
 
 
 def cells(experiment: str) -> list[dict[str, str]]:
