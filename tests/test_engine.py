@@ -90,3 +90,54 @@ def test_fit_reports_the_training_accuracy_it_saw() -> None:
         data = ImageSet(torch.zeros(8, 3, 4, 4, dtype=torch.uint8), torch.full((8,), label))
         stats = fit(AlwaysZero(), data, recipe, torch.device("cpu"), progress=False)
         assert stats["acc_per_epoch"] == [expected, expected] and len(stats["loss_per_epoch"]) == 2
+
+
+class Flat(nn.Module):
+    """A bias-free linear model of the flattened image, optionally behind a batch-norm."""
+
+    def __init__(self, bn: bool = False) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(1) if bn else nn.Identity()
+        self.w = nn.Parameter(torch.tensor([[0.5, -1.0, 2.0, 0.25]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x).flatten(1) @ self.w.t()
+
+
+def mse(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    return ((m(xb).squeeze(1) - yb.float()) ** 2).mean()
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_sam_steps_with_the_gradient_at_the_climbed_weights(adaptive: bool) -> None:
+    """One SGD step (no momentum, no decay) from w with the gradient taken at w + e, e = rho g / ||g|| (or
+    rho w^2 g / || |w| g || when adaptive): computed here by hand with autograd on the same loss."""
+    x = torch.tensor([[[[10, 20], [30, 40]]], [[[50, 0], [5, 25]]]], dtype=torch.uint8)
+    y = torch.tensor([1, 3])
+    recipe = Recipe(epochs=1, batch_size=2, lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant",
+                    crop_pad=0, hflip=False, sam_rho=0.5, sam_adaptive=adaptive)  # fmt: skip
+    model = Flat()
+    w = model.w.detach().clone()
+    fit(model, ImageSet(x, y), recipe, torch.device("cpu"), loss_fn=mse, progress=False)
+    xf = x.float() / 255
+
+    def grad_at(v: torch.Tensor) -> torch.Tensor:
+        v = v.clone().requires_grad_(True)
+        (((xf.flatten(1) @ v.t()).squeeze(1) - y.float()) ** 2).mean().backward()
+        return v.grad
+
+    g = grad_at(w)
+    scaled = w.abs() * g if adaptive else g
+    e = 0.5 * g / scaled.norm() * (w**2 if adaptive else 1.0)
+    assert torch.allclose(model.w.detach(), w - 0.1 * grad_at(w + e), atol=1e-6)
+
+
+def test_sam_leaves_batch_norm_statistics_to_the_first_pass() -> None:
+    x = torch.randint(0, 256, (8, 1, 2, 2), dtype=torch.uint8)
+    y = torch.arange(8) % 3
+    base = {"epochs": 1, "batch_size": 8, "lr": 0.1, "crop_pad": 0, "hflip": False}
+    plain, sam = Flat(bn=True), Flat(bn=True)
+    fit(plain, ImageSet(x, y), Recipe(**base), torch.device("cpu"), loss_fn=mse, progress=False)
+    fit(sam, ImageSet(x, y), Recipe(**base, sam_rho=0.05), torch.device("cpu"), loss_fn=mse, progress=False)
+    assert torch.equal(plain.bn.running_mean, sam.bn.running_mean)
+    assert torch.equal(plain.bn.running_var, sam.bn.running_var)

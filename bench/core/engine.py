@@ -9,6 +9,7 @@ channels_last everywhere; bf16 autocast on CUDA, and on the CPU too under ``prec
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sys
@@ -83,6 +84,11 @@ class Recipe:
     optimizer: Optimizer = "sgd"  # sgd (with momentum) | adam (momentum unused)
     nesterov: bool = False
     milestones: tuple[int, ...] = ()  # schedule=step: epochs at which the lr drops x0.1 (default 50%, 75%)
+    # sharpness-aware minimisation (FT-SAM): each step first climbs to w + e, e = rho g / ||g|| (adaptive:
+    # e = rho |w|^2 g / || |w| g ||), takes the gradient there with batch-norm statistics frozen, then
+    # steps from w; 0 = a plain step
+    sam_rho: float = 0.0
+    sam_adaptive: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
@@ -95,6 +101,35 @@ class Recipe:
             raise ConfigError(f"recipe schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"recipe optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+
+
+def sharpness_aware_gradient(
+    model: nn.Module, loss: Callable[[], torch.Tensor], recipe: Recipe, device: torch.device,
+    opt: torch.optim.Optimizer,
+) -> None:  # fmt: skip
+    """Replace the gradients at w (already computed) by those at w + e (SAM; adaptive SAM scales by |w|),
+    with every batch-norm's running statistics left as they were, and return the weights to w."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    with torch.no_grad():
+        scaled = [(p.abs() * p.grad if recipe.sam_adaptive else p.grad) for p in params]
+        norm = torch.linalg.vector_norm(torch.stack([s.norm() for s in scaled]))
+        climbs = [p.grad * (recipe.sam_rho / (norm + 1e-12)) * (p.pow(2) if recipe.sam_adaptive else 1.0)
+                  for p in params]  # fmt: skip
+        for p, e in zip(params, climbs, strict=True):
+            p.add_(e)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # the second pass normalises by its batch but leaves the running statistics
+    opt.zero_grad(set_to_none=True)
+    with autocast(device):
+        second = loss()
+    second.backward()
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    with torch.no_grad():
+        for p, e in zip(params, climbs, strict=True):
+            p.sub_(e)
 
 
 def augment(x: torch.Tensor, crop_pad: int, hflip: bool, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -265,6 +300,9 @@ def fit(
                 correct += (outputs[0].argmax(1) == yb).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.sam_rho > 0:
+                second_loss = functools.partial(loss_fn, model, xb, yb)
+                sharpness_aware_gradient(model, second_loss, recipe, device, opt)
             opt.step()
             sched.step()
             hooks.after_step()
