@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 from argparse import Namespace
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class RawImages(torch.utils.data.Dataset):
         return Image.fromarray(self.data.x[i].permute(1, 2, 0).numpy()), int(self.data.y[i])
 
 
-def recipe_config(cfg: DictConfig) -> Namespace:
+def official_config(cfg: DictConfig, victim: ParityVictim) -> Namespace:
     """Our recipe's length and optimiser, passed to the official script (its yaml has the same SGD
     settings; the length is the budget's, and its cosine ``T_max``, hard-coded to 100 epochs unless the yaml
     sets ``cos_t_max``, is set to that length so both anneal to zero over the same epochs)."""
@@ -151,3 +151,8 @@ def run_defense(checkout: Path, victim: ParityVictim, name: str, args: Namespace
         acc, asr = official_reading(made[0], victim)
     return OfficialResult(acc=acc, asr=asr, seconds=seconds, victim_acc=victim_acc, victim_asr=victim_asr,
                           log=log + logged.getvalue())  # fmt: skip
+
+
+def runner(name: str) -> Callable[[Path, ParityVictim, Namespace], OfficialResult]:
+    """The ``run_official`` of the adapter for BackdoorBench's ``defense/<name>.py``."""
+    return lambda checkout, victim, args: run_defense(checkout, victim, name, args)

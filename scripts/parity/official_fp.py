@@ -10,20 +10,9 @@ both test sets at every pruning step and after every epoch, which is in ``ref_s`
 
 from __future__ import annotations
 
-from argparse import Namespace
-from pathlib import Path
-
-from backdoorbench import recipe_config, run_defense
-from harness import OfficialResult, ParityVictim
-from omegaconf import DictConfig
+from backdoorbench import official_config, runner
 
 NAME = "fp"
 SETTINGS = {"default": []}
-
-
-def official_config(cfg: DictConfig, victim: ParityVictim) -> Namespace:
-    return recipe_config(cfg)
-
-
-def run_official(checkout: Path, victim: ParityVictim, args: Namespace) -> OfficialResult:
-    return run_defense(checkout, victim, "fp", args)
+run_official = runner("fp")
+__all__ = ["NAME", "SETTINGS", "official_config", "run_official"]
