@@ -1,7 +1,7 @@
 """Every optimisation length in the catalogue follows a budget knob, or is listed here with the reason it
 does not: a plug-in whose YAML writes a bare ``epochs: 5`` would ignore ``budget.finetune_epochs`` and
 ``budget.scale`` without a word, and a grid's budget would then be a different one per column. The hooks
-(README, "Adding an attack or defense"): ``${ft_epochs:N}`` for a fine-tuning phase (or the shared
+(docs/layout.md, "adding an attack or defense"): ``${ft_epochs:N}`` for a fine-tuning phase (or the shared
 ``/finetune@recipe: sgd``), ``${scaled:N,<defense>}`` for a defense's other lengths, ``${aux_scaled:N}``
 for an attack's auxiliary networks, ``${train.epochs}`` for an attack phase that trains like the victim."""
 

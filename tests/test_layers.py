@@ -1,4 +1,4 @@
-"""The house as the imports draw it (README, "Layout"): the ground package ``bench.core`` imports no
+"""The house as the imports draw it (docs/layout.md): the ground package ``bench.core`` imports no
 other part of the project; each plug-in family (attacks, defenses, datasets, models) imports only the
 ground and itself, so attacks and defenses never import each other; the runner above may import all."""
 
