@@ -13,7 +13,7 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench.attacks import AttackContext
-from bench.catalogue import options
+from bench.catalogue import CONF_DIR, options
 from bench.config import compose_config
 from bench.core.engine import Recipe, fit
 from bench.core.images import DataBundle, ImageSet
@@ -54,6 +54,11 @@ def slow_params(*values: str) -> list:
 def group_options(group: str) -> list[str]:
     """Every option of a config group: adding a YAML file adds it to the parametrized tests."""
     return options(group)
+
+
+def is_timm(model: str) -> bool:
+    """A ``conf/model`` option built by timm (no width of the suite's: it keeps its own)."""
+    return "timm_model" in (CONF_DIR / "model" / f"{model}.yaml").read_text()
 
 
 def compose_cfg(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:

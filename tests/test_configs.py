@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from bench.attacks import Attack
 from bench.defenses import Defense
 from bench.identity import CLEAN_ATTACK
-from tests.conftest import REPO, compose_cfg, group_options
+from tests.conftest import REPO, compose_cfg, group_options, is_timm
 
 
 @pytest.mark.parametrize("group", ["dataset", "model", "attack", "defense", "train", "logger", "experiment"])
@@ -47,7 +47,7 @@ def test_defense_instantiates(name: str) -> None:
 
 @pytest.mark.parametrize("name", group_options("model"))
 def test_model_instantiates_and_runs(name: str) -> None:
-    cfg, _ = compose_cfg([f"model={name}", "model.width=0.125"] if name != "timm" else ["model=timm"])
+    cfg, _ = compose_cfg([f"model={name}", "model.width=0.125"] if not is_timm(name) else [f"model={name}"])
     model = instantiate(cfg.model, num_classes=7).eval()
     with torch.no_grad():
         assert model(torch.rand(2, 3, 32, 32)).shape == (2, 7)

@@ -10,9 +10,9 @@ from hydra.utils import instantiate
 from bench.core.network import activation_layers
 from bench.models import Normalized, make_act
 from bench.models.resnet import resnet18
-from tests.conftest import compose_cfg, group_options
+from tests.conftest import compose_cfg, group_options, is_timm
 
-OWN_MODELS = [m for m in group_options("model") if m != "timm"]
+OWN_MODELS = [m for m in group_options("model") if not is_timm(m)]
 
 
 def test_resnet18_state_dict_names_match_research_code() -> None:

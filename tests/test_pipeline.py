@@ -22,7 +22,7 @@ from bench.cell import run_cell
 from bench.identity import cell_id, semantic_config
 from bench.records import claim_path, read_records, record_path
 from bench.wandb_logger import WandbLogger
-from tests.conftest import REPO, SMOKE_DATASET, group_options, needs_smoke_data, slow_params
+from tests.conftest import REPO, SMOKE_DATASET, group_options, is_timm, needs_smoke_data, slow_params
 
 pytestmark = needs_smoke_data
 
@@ -302,7 +302,7 @@ def test_every_model_runs_in_plain_smoke_form(smoke_cfg, model: str) -> None:
     cfg, names = smoke_cfg(f"model={model}", "defense=none")
     record = run_cell(cfg, names)
     assert record.model == model
-    assert cfg.model.get("width", 1.0) == (1.0 if model == "timm" else 0.125)
+    assert cfg.model.get("width", 1.0) == (1.0 if is_timm(model) else 0.125)
 
 
 @pytest.mark.parametrize("name", [a for a in group_options("attack") if a != "none"])

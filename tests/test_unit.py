@@ -248,3 +248,33 @@ def test_chunked_step_gradient_is_the_full_batch_gradient(monkeypatch) -> None:
     unit_module.accumulate_ce_gradient(model, x, y)
     for g, m in zip(full, modules, strict=True):
         assert torch.allclose(g, m.bound.grad, atol=1e-6)
+
+
+def tiny_vit() -> nn.Module:
+    import timm
+
+    torch.manual_seed(0)
+    return timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10
+    ).eval()
+
+
+def test_unit_bounds_a_vits_attention_layers() -> None:
+    """``activations=[Attention]`` finds a timm ViT's attention layers by their type; infinite bounds leave
+    its output unchanged, and UNIT runs end to end on it (the paper's Section 5.2)."""
+    from bench.defenses._bounds import activation_types, find_activations, wrap_activations
+
+    model = tiny_vit()
+    layers = find_activations(model, activation_types(["Attention"]))
+    assert [n for n, _ in layers] == ["blocks.0.attn", "blocks.1.attn"]
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        wrap_activations(model, {n: torch.full((17, 32), float("inf")) for n, _ in layers})
+        assert torch.equal(model(x), before)
+    data = toy_data(60)
+    repaired, info = UNIT(eps=0.05, steps=3, augment="none", activations=("Attention",)).repair(
+        tiny_vit(), DefenderContext(data, 10, CPU, progress=False)
+    )
+    bounded = [m for m in repaired.modules() if type(m).__name__ == "BoundedActivation"]
+    assert len(bounded) == 2 and bounded[0].bound.shape == (17, 32)  # 16 patches + the class token

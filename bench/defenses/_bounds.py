@@ -1,7 +1,8 @@
 """Per-element upper bounds on activation layers: the mechanism of UNIT and of uniform clipping.
 
-Any elementwise activation module (found by ``models.activation_layers``) is wrapped in place by a
-``BoundedActivation`` holding one bound per element of its output (C, H, W for conv features). The
+Any elementwise activation module (found by ``models.activation_layers``), or a transformer's attention
+layer (``Attention``), is wrapped in place by a ``BoundedActivation`` holding one bound per element of its
+output (C, H, W for conv features; tokens x dim for attention). The
 wrapped model stays an ordinary ``nn.Module``: the bounds are buffers, so it saves, loads (after
 ``wrap_activations`` with the same names) and evaluates like any other model.
 """
@@ -67,8 +68,8 @@ class BoundedActivation(nn.Module):
         self.act = act
         self.register_buffer("bound", bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.act(x)
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        a = self.act(x, *args, **kwargs)  # an attention layer takes a mask beside its input
         if torch.is_grad_enabled():
             if self.bound.requires_grad:
                 return UpperClip.apply(a, self.bound)
@@ -78,9 +79,23 @@ class BoundedActivation(nn.Module):
         return a.clamp_max_(bound_like(self.bound, a))  # inference: in place on the fresh output
 
 
+ATTENTION = "Attention"  # the output of each self-attention layer (a transformer's; UNIT, Section 5.2)
+
+
+def bounded_class(name: str) -> type[nn.Module]:
+    """A module class whose every output element gets a bound: an elementwise torch.nn activation by
+    name, or ``Attention``: the self-attention layers of timm's vision transformers, found by their type
+    (timm.layers.Attention), whose (tokens, dim) output is bounded element by element."""
+    if name == ATTENTION:
+        from timm.layers import Attention
+
+        return Attention
+    return act_class(name)
+
+
 def activation_types(names: list[str] | tuple[str, ...]) -> tuple[type[nn.Module], ...]:
-    """``defense.activations`` as torch.nn classes; only elementwise activations can be bounded."""
-    return tuple(act_class(name) for name in names)
+    """``defense.activations`` as module classes: elementwise activations, or ``Attention``."""
+    return tuple(bounded_class(name) for name in names)
 
 
 def find_activations(model: nn.Module, types: tuple[type[nn.Module], ...]) -> list[tuple[str, nn.Module]]:
