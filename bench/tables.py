@@ -27,7 +27,7 @@ LABELS = {
     "issba": "ISSBA", "lira": "LIRA", "instagram": "Instagram", "dfst": "DFST", "adap_blend": "Adap-Blend",
     "ft": "FT", "fp": "FP", "nad": "NAD", "anp": "ANP", "nc": "NC", "ibau": "I-BAU", "seam": "SEAM",
     "unit": "UNIT", "tsbd": "TSBD", "bna": "BNA", "strip": "STRIP", "clip_uniform": "Uniform clip",
-    "clp": "CLP", "ft_sam": "FT-SAM", "fst": "FST",
+    "clp": "CLP", "ft_sam": "FT-SAM", "fst": "FST", "rnp": "RNP",
 }  # fmt: skip
 AVERAGE = "average"
 KEPT = "average, collapsed left out"  # the average over the cells whose model did not collapse

@@ -25,6 +25,7 @@ FIXED = {
     ("defense", "ibau", "rounds"): "the original's 5 rounds are the whole method (seconds on the CPU)",
     ("defense", "bna", "epochs"): "the fit of the rectifier to histograms (seconds), not of the model",
     ("defense", "seam", "forget.epochs"): "a cap on the forgetting phase's stopping rule (epoch_for)",
+    ("defense", "rnp", "unlearn_epochs"): "a cap on the unlearning's stopping rule (acc <= clean_threshold)",
     ("defense", "tsbd", "unlearn_epochs"): "a cap on the unlearning's stopping rule (acc <= unlearn_acc)",
     ("defense", "nc", "epoch_steps"): "batches per reverse-engineering epoch (1,000 / 32), not a length",
     ("attack", "cl", "steps"): "PGD steps of the adversarial perturbation: the attack's strength",

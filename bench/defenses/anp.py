@@ -90,6 +90,30 @@ class BatchNormPerturbation:
             offset += bn.num_features
 
 
+def prune_in_mask_order(
+    model: nn.Module, bnp: BatchNormPerturbation, masks: torch.Tensor, threshold: float, tolerance: float,
+    val: Any, acc0: float,
+) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """Prune the neurons whose mask is below ``threshold``, lowest first, as far as the validation accuracy
+    stays within ``tolerance`` of ``acc0`` (checked at up to ~50 prefix lengths); returns the candidates
+    and how many were pruned. ``bnp`` maps the flat mask indices onto ``model``'s BN layers."""
+    x_val, y_val = val
+    candidates = torch.nonzero(masks < threshold).flatten()
+    candidates = candidates[masks[candidates].argsort()]
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    pruned = 0
+    step = max(1, len(candidates) // 50)
+    counts = [*range(step, len(candidates), step), len(candidates)] if len(candidates) else []
+    for k in counts:
+        bnp.prune(candidates[:k])
+        if acc0 - accuracy(model, x_val, y_val) > tolerance:
+            break
+        pruned = k
+    model.load_state_dict(original)
+    bnp.prune(candidates[:pruned])
+    return candidates, pruned
+
+
 class ANP(Defense):
     def __init__(
         self,
@@ -147,26 +171,14 @@ class ANP(Defense):
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         train, val = split_train_val(ctx.data, self.val_ratio, ctx.seed)
         x, y = on_device(train, ctx.device)
-        x_val, y_val = on_device(val, ctx.device)
+        x_val, y_val = val = on_device(val, ctx.device)
         model.eval().requires_grad_(False)
         acc0 = accuracy(model, x_val, y_val)
         bnp = BatchNormPerturbation(model)
         with bnp.attached():
             self.learn_masks(model, bnp, x, y, ctx)
         masks = bnp.flat_masks()
-        candidates = torch.nonzero(masks < self.threshold).flatten()
-        candidates = candidates[masks[candidates].argsort()]
-        original = {k: v.clone() for k, v in model.state_dict().items()}
-        pruned = 0
-        step = max(1, len(candidates) // 50)  # validate at most ~50 prefix lengths
-        counts = [*range(step, len(candidates), step), len(candidates)] if len(candidates) else []
-        for k in counts:
-            bnp.prune(candidates[:k])
-            if acc0 - accuracy(model, x_val, y_val) > self.tolerance:
-                break
-            pruned = k
-        model.load_state_dict(original)
-        bnp.prune(candidates[:pruned])
+        candidates, pruned = prune_in_mask_order(model, bnp, masks, self.threshold, self.tolerance, val, acc0)
         model.requires_grad_(True)
         return model, {
             "neurons": len(masks),
