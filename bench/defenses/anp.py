@@ -11,8 +11,8 @@ clipped to [0, 1]. Each batch is drawn with replacement and, with ``augment``, r
 4) and flipped, as the original's ``transform_train``. BN normalises with the BATCH statistics while the
 masks are learnt (the original trains in train mode); the model's running statistics are never changed
 (the original updates them, then prunes a fresh copy of the checkpoint: the same pruned model).
-Neurons whose mask ends below ``threshold`` are pruned in order of their mask, as far as accuracy on the
-defender's validation split stays within ``tolerance`` (the original fixes a threshold and reads test
+Neurons whose mask ends at or below ``threshold`` are pruned in order of their mask, as far as accuracy on
+the defender's validation split stays within ``tolerance`` (the original fixes a threshold and reads test
 accuracy; BackdoorBench picks it with test ASR, which a defender cannot). Pruning zeroes what the mask
 scales, the BN weight (gamma), and nothing else, so the pruned model is the masked model the masks were
 learnt on, with those masks at 0 and the rest at 1.
@@ -94,11 +94,11 @@ def prune_in_mask_order(
     model: nn.Module, bnp: BatchNormPerturbation, masks: torch.Tensor, threshold: float, tolerance: float,
     val: Any, acc0: float,
 ) -> tuple[torch.Tensor, int]:  # fmt: skip
-    """Prune the neurons whose mask is below ``threshold``, lowest first, as far as the validation accuracy
-    stays within ``tolerance`` of ``acc0`` (checked at up to ~50 prefix lengths); returns the candidates
-    and how many were pruned. ``bnp`` maps the flat mask indices onto ``model``'s BN layers."""
+    """Prune the neurons whose mask is at or below ``threshold``, lowest first, as far as the validation
+    accuracy stays within ``tolerance`` of ``acc0`` (checked at up to ~50 prefix lengths); returns the
+    candidates and how many were pruned. ``bnp`` maps the flat mask indices onto ``model``'s BN layers."""
     x_val, y_val = val
-    candidates = torch.nonzero(masks < threshold).flatten()
+    candidates = torch.nonzero(masks <= threshold).flatten()  # at or below, as both official codes read it
     candidates = candidates[masks[candidates].argsort()]
     original = {k: v.clone() for k, v in model.state_dict().items()}
     pruned = 0

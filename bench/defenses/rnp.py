@@ -10,7 +10,7 @@ Unlearn, then recover, then prune:
 2. the unlearned copy *recovers* through masks on its BatchNorm2d neurons (init 1, scaling each BN weight):
    only the masks learn, SGD lr ``recover_lr`` momentum 0.9 on ``alpha`` x CE over ``recover_epochs``
    epochs of the same data, clipped to [0, 1] after every step;
-3. the neurons whose mask ends below ``threshold`` are pruned (BN weight zeroed) in the ORIGINAL model,
+3. the neurons whose mask ends at or below ``threshold`` are pruned (BN weight zeroed) in the ORIGINAL model,
    lowest mask first, as far as the defender's validation accuracy stays within ``tolerance`` (the
    official code prints a sweep over thresholds read against test data; ANP's rule here, no test data).
 """
