@@ -15,18 +15,24 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-def description(path: Path) -> str:
-    """The first sentence of the file's leading comment block, else its ``_target_``."""
-    file_lines, comment = path.read_text().splitlines(), []
-    for line in file_lines:
+def leading_comment(path: Path) -> str:
+    """The YAML file's leading comment block as one line (without Hydra's ``@package`` header)."""
+    comment = []
+    for line in path.read_text().splitlines():
         if not line.startswith("#"):
             break
         text = line.lstrip("#").strip()
         if text and not text.startswith("@package"):
             comment.append(text)
-    if comment:
-        return first_sentence(" ".join(comment))
-    targets = [line.split(":", 1)[1].strip() for line in file_lines if line.startswith("_target_:")]
+    return " ".join(comment)
+
+
+def description(path: Path) -> str:
+    """The first sentence of the file's leading comment block, else its ``_target_``."""
+    if comment := leading_comment(path):
+        return first_sentence(comment)
+    targets = [line.split(":", 1)[1].strip() for line in path.read_text().splitlines()
+               if line.startswith("_target_:")]  # fmt: skip
     return targets[0] if targets else ""
 
 

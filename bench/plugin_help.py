@@ -11,24 +11,12 @@ import textwrap
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.catalogue import CONF_DIR, options
+from bench.catalogue import CONF_DIR, leading_comment, options
 from bench.config import compose_config
 from bench.validation import allowed, signature_of
 
 HELP_GROUPS = ("dataset", "model", "attack", "defense")
 HELP_FLAGS = ("--help", "-h")
-
-
-def comment(group: str, option: str) -> str:
-    """The whole leading comment of the option's YAML file (the catalogue shows its first sentence)."""
-    lines = []
-    for line in (CONF_DIR / group / f"{option}.yaml").read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        text = line.lstrip("#").strip()
-        if not text.startswith("@package"):
-            lines.append(text)
-    return " ".join(t for t in lines if t)
 
 
 def rows(node: DictConfig, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -61,7 +49,8 @@ def plugin_help(overrides: list[str]) -> str:
         width = max((len(k) for k, _, _ in table), default=0)
         values = max((len(v) for _, v, _ in table), default=0)
         body = "\n".join(f"  {k:<{width}}  {v:<{values}}  {a}" for k, v, a in table)
-        about = textwrap.fill(comment(group, option), 108, initial_indent="  ", subsequent_indent="  ")
+        about = leading_comment(CONF_DIR / group / f"{option}.yaml")
+        about = textwrap.fill(about, 108, initial_indent="  ", subsequent_indent="  ")
         parts.append(f"{group}={option} ({cfg[group]['_target_']})\n{about}\n\n{body}")
     parts.append(
         "Override any of them as group.key=value (defense.eps=0.03); python -m bench --help lists options."

@@ -121,12 +121,14 @@ def trigger_file(name: str, data_dir: str | Path | None) -> Path:
     return path
 
 
-def rgb_image(name: str, data_dir: str | Path | None) -> torch.Tensor:
+def rgb_image(name: str, data_dir: str | Path | None, side: int | None = None) -> torch.Tensor:
     """A trigger image file as a float (3, H, W) tensor in [0, 1] (an alpha channel dropped, as the
-    reference codes slice ``[:3]``)."""
+    reference codes slice ``[:3]``), first resized by PIL to ``side`` x ``side`` with LANCZOS when given
+    (UNIT's BadNets patch)."""
     from PIL import Image
 
     with Image.open(trigger_file(name, data_dir)) as image:
+        image = image.resize((side, side), Image.LANCZOS) if side is not None else image
         pixels = np.asarray(image.convert("RGBA") if image.mode in ("P", "LA") else image)
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, axis=2)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-import numpy as np
 import torch
 
 from bench.attacks import _assets
@@ -24,17 +23,6 @@ from bench.core.schema import Fraction
 Variant = Literal["parity", "paper"]
 FLOWER = "unit_reference/trigger/badnet/flower_nobg.png"
 VARIANTS = get_args(Variant)
-
-
-def flower_patch(size: int, channels: int, data_dir: str | None) -> torch.Tensor:
-    """UNIT's BadNets patch: its flower image resized to ``size`` x ``size`` with LANCZOS, RGB."""
-    from PIL import Image
-
-    if channels != 3:
-        raise ConfigError("attack.trigger_file=true pastes UNIT's colour flower: it needs RGB images")
-    with Image.open(_assets.trigger_file(FLOWER, data_dir)) as image:
-        pixels = np.asarray(image.resize((size, size), Image.LANCZOS))
-    return torch.from_numpy(pixels[..., :3].copy()).permute(2, 0, 1)[None].float() / 255
 
 
 class BadNets(PoisoningAttack):
@@ -60,8 +48,12 @@ class BadNets(PoisoningAttack):
         if self.variant == "parity":
             size, top = h // 6, h // 32
             left = top
-            if self.trigger_file:
-                patch = flower_patch(size, c, self.data_dir)
+            if self.trigger_file:  # UNIT's flower, LANCZOS-resized to the patch
+                if c != 3:
+                    raise ConfigError(
+                        "attack.trigger_file=true pastes UNIT's colour flower: it needs RGB images"
+                    )
+                patch = _assets.rgb_image(FLOWER, self.data_dir, side=size)[None]
             else:
                 patch = torch.randint(0, 2, (1, c, size, size), generator=self.generator(2)).float()
         else:
