@@ -5,8 +5,10 @@ the same results folder); a sweep ends with the totals (``SweepReport``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ def same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def estimate_seconds(
-    sem: dict[str, Any], names: dict[str, str], train_victim: bool, records: list[dict]
+    sem: dict[str, Any], names: dict[str, str], train_victim: bool, records: Sequence[dict]
 ) -> float | None:
     """This cell's wall-clock from records of this machine (same processor and thread count) in its results
     folder: the median defense and evaluation time of records of the same defense config on the same
@@ -56,21 +58,26 @@ def estimate_seconds(
     return total
 
 
+@functools.lru_cache(maxsize=4)
+def records_of(results_dir: str) -> tuple[dict, ...]:
+    """A results folder's records, read once per dry run: every cell of a dry-run sweep (one process)
+    asks for the same folder, and a dry run writes none."""
+    return tuple(read_records(results_dir))
+
+
 def plan_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
     """What running this cell would do: its id, record, whether it trains its victim, and for how long."""
     ctx = CellContext.of(cfg)
     cid = cell_id(names, ctx.sem)
     record = record_path(cfg.results_dir, cid)
     victim = victim_key(ctx.sem, ctx.sem["attack"])
-    cached = ctx.cache.path(victim).exists()
-    estimate = None
-    if not record.exists():
-        estimate = estimate_seconds(ctx.sem, names, not cached, read_records(cfg.results_dir))
+    cached, recorded = ctx.cache.path(victim).exists(), record.exists()
+    estimate = None if recorded else estimate_seconds(ctx.sem, names, not cached, records_of(cfg.results_dir))
     return {
         "cell": cell_label(names),
         "cell_id": cid,
         "record": str(record),
-        "recorded": record.exists(),
+        "recorded": recorded,
         "victim": victim,
         "victim_cached": cached,
         "estimate_s": estimate,
