@@ -70,11 +70,11 @@ def record_failure(
     (job_dir / FAILURE_MARKER).write_text(json.dumps({**failure, "failure_file": where}, indent=2) + "\n")
 
 
-def outcomes_line(sweep_dir: Path, seconds: float) -> str | None:
-    """One line of what a sweep's jobs did, from the markers they left: cells run, skipped (recorded),
-    held by another process, failed, and the wall-clock; None for a dry run (its own summary says it)."""
+def outcomes_line(sweep_dir: Path, failed: int, seconds: float) -> str | None:
+    """One line of what a sweep's jobs did, from the markers they left (``failed``: the failure markers
+    counted): cells run, skipped (recorded), held by another process, failed, and the wall-clock; None for
+    a dry run (its own summary says it)."""
     done = [json.loads(p.read_text())["outcome"] for p in sweep_dir.glob(f"*/{OUTCOME_MARKER}")]
-    failed = len(list(sweep_dir.glob(f"*/{FAILURE_MARKER}")))
     if not done and not failed:
         return None
     h, rest = divmod(round(seconds), 3600)
@@ -96,10 +96,10 @@ class SweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         for line in sweep_summary(sweep_dir):
             print(line)
-        summary = outcomes_line(sweep_dir, time.monotonic() - getattr(self, "started", time.monotonic()))
-        if summary:
-            print(summary)
         markers = sorted(sweep_dir.glob(f"*/{FAILURE_MARKER}"))
+        seconds = time.monotonic() - getattr(self, "started", time.monotonic())
+        if summary := outcomes_line(sweep_dir, len(markers), seconds):
+            print(summary)
         if not markers:
             return
         print(
