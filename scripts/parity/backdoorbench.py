@@ -30,26 +30,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import yaml
-from harness import OfficialResult, ParityVictim, captured, official_checkout, run_script
+from harness import OfficialResult, ParityVictim, PILImages, captured, official_checkout, run_script
 from omegaconf import DictConfig
 
 from bench.core.images import ImageSet
-
-
-class RawImages(torch.utils.data.Dataset):
-    """uint8 images as ``(PIL image, label)``: a torchvision dataset without a transform, as the framework's
-    ``*_dataset_without_transform``."""
-
-    def __init__(self, data: ImageSet) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        from PIL import Image
-
-        return Image.fromarray(self.data.x[i].permute(1, 2, 0).numpy()), int(self.data.y[i])
 
 
 def official_config(cfg: DictConfig, victim: ParityVictim) -> Namespace:
@@ -73,7 +57,7 @@ def redirected(victim: ParityVictim, made: list[nn.Module]) -> Iterator[None]:
     bad = ImageSet(t.x, torch.full_like(t.y, victim.target))
 
     def test_set(data: ImageSet, test_transform: Any) -> Any:
-        return dataset_wrapper_with_transform(prepro_cls_DatasetBD_v2(RawImages(data)), test_transform)
+        return dataset_wrapper_with_transform(prepro_cls_DatasetBD_v2(PILImages(data)), test_transform)
 
     def load_attack_result(path: str) -> dict[str, Any]:
         train_transform, test_transform = (transforms_block.get_transform("cifar10", 32, 32, train=train)
@@ -81,7 +65,7 @@ def redirected(victim: ParityVictim, made: list[nn.Module]) -> Iterator[None]:
         return {
             "model_name": "victim",
             "model": victim.fresh_net().state_dict(),
-            "clean_train": dataset_wrapper_with_transform(RawImages(victim.defender.data), train_transform),
+            "clean_train": dataset_wrapper_with_transform(PILImages(victim.defender.data), train_transform),
             "clean_test": test_set(victim.test, test_transform),
             "bd_train": None,
             "bd_test": test_set(bad, test_transform),

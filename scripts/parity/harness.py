@@ -136,9 +136,10 @@ class TensorImages(torch.utils.data.Dataset):
 
 
 class PILImages(torch.utils.data.Dataset):
-    """uint8 images as PIL images through the official code's own ``transform`` (its augmentation)."""
+    """uint8 images as PIL images through the official code's own ``transform`` (its augmentation), or
+    as they are without one (a torchvision dataset without a transform)."""
 
-    def __init__(self, data: ImageSet, transform: Callable[[Any], Any]) -> None:
+    def __init__(self, data: ImageSet, transform: Callable[[Any], Any] | None = None) -> None:
         self.data, self.transform = data, transform
 
     def __len__(self) -> int:
@@ -148,7 +149,7 @@ class PILImages(torch.utils.data.Dataset):
         from PIL import Image
 
         img = Image.fromarray(self.data.x[i].permute(1, 2, 0).numpy())
-        return self.transform(img), int(self.data.y[i])
+        return (img if self.transform is None else self.transform(img)), int(self.data.y[i])
 
 
 # top-level names official codes use for their own packages (namespace packages have no __file__)
