@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the config tree (bench.entry composes it)
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # the config tree (bench.run.entry composes it)
 LISTED_GROUPS = ("attack", "defense", "model", "dataset", "experiment", "pair")
 
 

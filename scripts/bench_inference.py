@@ -18,9 +18,9 @@ import torch
 from hydra.utils import instantiate
 
 from bench.config import compose_config
-from bench.context import CellContext
-from bench.metrics import predict
-from bench.victims import load_or_train_victim
+from bench.run.context import CellContext
+from bench.run.metrics import predict
+from bench.run.victims import load_or_train_victim
 
 
 def median_seconds(

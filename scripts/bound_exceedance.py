@@ -14,10 +14,10 @@ import json
 import torch
 
 from bench.config import compose_config
-from bench.context import CellContext
 from bench.core.images import to_float
 from bench.defenses._bounds import activation_statistics, find_activations
-from bench.victims import load_or_train_victim
+from bench.run.context import CellContext
+from bench.run.victims import load_or_train_victim
 
 
 def main() -> None:

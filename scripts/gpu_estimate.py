@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.records import read_records
-from bench.tables import label, shown
+from bench.report.render import label, shown
+from bench.run.records import read_records
 
 # From the grid's budget (experiment=cpu_cifar_table1: finetune_epochs 20, scale 0.1) to the paper's
 # (experiment=table1: each original's recipe, scale 1), per defense: (factor, why).

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from bench.config import compose_config
-from bench.context import CellContext
 from bench.defenses.ibau import IBAU
-from bench.metrics import evaluate
-from bench.victims import load_or_train_victim
+from bench.run.context import CellContext
+from bench.run.metrics import evaluate
+from bench.run.victims import load_or_train_victim
 
 
 class LoggedIBAU(IBAU):

@@ -17,12 +17,12 @@ import torch.nn as nn
 from hydra.utils import instantiate
 
 from bench.config import compose_config
-from bench.context import CellContext
 from bench.core.engine import fit, set_precision
 from bench.core.network import stage_ends
 from bench.defenses.nad import AttentionDistillationLoss
-from bench.metrics import evaluate
-from bench.victims import load_or_train_victim
+from bench.run.context import CellContext
+from bench.run.metrics import evaluate
+from bench.run.victims import load_or_train_victim
 
 STUDENTS = {"student lr 0.01": (0.01, None), "NAD's recipe, fp32": (None, "fp32")}  # (lr, precision)
 

@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt
 
 from bench.catalogue import CONF_DIR
 from bench.config import compose_config
-from bench.context import CellContext
 from bench.core.images import to_float
-from bench.victims import load_or_train_victim
+from bench.run.context import CellContext
+from bench.run.victims import load_or_train_victim
 
 VARIANTS = [("badnets", "paper"), ("reflection", "paper")]
 

@@ -12,4 +12,4 @@ bash "$(dirname "$0")/sweep_two_cores.sh" cpu_cifar_table1 "$attacks" experiment
 # with Fig. 5's VGG-11 panel once it has records (scripts/run_cpu_cifar_vgg.sh)
 runs=(results/cpu_cifar/runs/table1)
 compgen -G "results/cpu_cifar/runs/vgg11/*.json" >/dev/null && runs+=(results/cpu_cifar/runs/vgg11)
-"$py" -m bench.aggregate "${runs[@]}" --out results/cpu_cifar
+"$py" -m bench.report "${runs[@]}" --out results/cpu_cifar

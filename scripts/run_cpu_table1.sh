@@ -7,4 +7,4 @@ set -euo pipefail
 py=${PY:-.venv/bin/python}
 attacks=none,badnets,trojan,cl,sig,instagram,reflection,blend,adap_blend,wanet,dynamic,ia,lira,issba,dfst
 bash "$(dirname "$0")/sweep_two_cores.sh" cpu_table1 "$attacks" experiment=cpu_table1
-"$py" -m bench.aggregate results/cpu/runs/table1 --out results/cpu
+"$py" -m bench.report results/cpu/runs/table1 --out results/cpu

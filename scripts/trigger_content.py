@@ -19,10 +19,10 @@ import torch
 
 from bench.attacks._generator import ssim
 from bench.config import compose_config
-from bench.context import CellContext
 from bench.core.images import to_float
-from bench.metrics import percent, predict
-from bench.victims import CachedAuxiliaryModels, load_or_train_victim
+from bench.run.context import CellContext
+from bench.run.metrics import percent, predict
+from bench.run.victims import CachedAuxiliaryModels, load_or_train_victim
 
 
 def main() -> None:

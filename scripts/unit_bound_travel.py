@@ -13,7 +13,7 @@ import argparse
 
 import pandas as pd
 
-from bench.records import read_records
+from bench.run.records import read_records
 
 
 def travel_table(records: list[dict]) -> pd.DataFrame:

@@ -16,14 +16,14 @@ import time
 import torch
 
 from bench.config import compose_config
-from bench.context import CellContext
 from bench.core.engine import Recipe, fit, set_precision
 from bench.core.images import to_float
 from bench.defenses import unit as unit_module
 from bench.defenses._base import accuracy, split_train_val
 from bench.defenses._bounds import activation_statistics, activation_types, find_activations, wrap_activations
-from bench.host import compute_info
-from bench.victims import load_or_train_victim
+from bench.run.context import CellContext
+from bench.run.host import compute_info
+from bench.run.victims import load_or_train_victim
 
 
 def seconds(fn, repeat: int) -> float:  # noqa: ANN001

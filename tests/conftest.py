@@ -18,9 +18,9 @@ from bench.config import compose_config
 from bench.core.engine import Recipe, fit
 from bench.core.images import DataBundle, ImageSet
 from bench.defenses import DefenderContext
-from bench.identity import GROUPS
 from bench.models import Normalized
 from bench.models.resnet import resnet18
+from bench.run.identity import GROUPS
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")

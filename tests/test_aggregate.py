@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.aggregate import cell_table, records_frame, victim_table
+from bench.report.aggregate import cell_table, records_frame, victim_table
 
 
 def write(path: Path, **fields: object) -> None:

@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
-from bench.cache import ModelCache, cache_key
-from bench.context import CellContext
-from bench.victims import CachedAuxiliaryModels
+from bench.run.cache import ModelCache, cache_key
+from bench.run.context import CellContext
+from bench.run.victims import CachedAuxiliaryModels
 from tests.conftest import bundle
 
 

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from bench.attacks import Attack
 from bench.defenses import Defense
-from bench.identity import CLEAN_ATTACK
+from bench.run.identity import CLEAN_ATTACK
 from tests.conftest import REPO, compose_cfg, group_options, is_timm
 
 

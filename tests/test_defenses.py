@@ -11,7 +11,6 @@ import torch
 import torch.nn as nn
 
 from bench.attacks.badnets import BadNets
-from bench.cell import run_cell
 from bench.core.engine import Recipe, fit
 from bench.core.images import DataBundle
 from bench.core.network import capture, classifier_head, head_features, stage_ends
@@ -26,6 +25,7 @@ from bench.models import Normalized
 from bench.models.mobilenet import mobilenet
 from bench.models.resnet import resnet18
 from bench.models.vgg import vgg11
+from bench.run.cell import run_cell
 from tests.conftest import (
     CPU,
     NO_EPOCHS,

@@ -11,7 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from bench.catalogue import CONF_DIR
 from bench.config import compose_config
-from bench.identity import semantic_config, victim_key
+from bench.run.identity import semantic_config, victim_key
 from tests.conftest import compose_cfg, group_options
 
 # not in Table 1's mitigation grid: the detectors and baselines, and the appendix's newer defenses

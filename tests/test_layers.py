@@ -1,6 +1,8 @@
 """The house as the imports draw it (docs/layout.md): the ground package ``bench.core`` imports no
 other part of the project; each plug-in family (attacks, defenses, datasets, models) imports only the
-ground and itself, so attacks and defenses never import each other; the runner above may import all."""
+ground and itself, so attacks and defenses never import each other; the runner (``bench.run``) may import
+everything but the reporting; the reporting (``bench.report``) reads records and nothing else of the
+runner: only the record store (records, their ids, the atomic file writes)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import pytest
 from tests.conftest import REPO
 
 FAMILIES = ("attacks", "defenses", "datasets", "models")
+STORE = ("bench.run.records", "bench.run.identity", "bench.run.cache")
+CONFIG = ("bench.catalogue", "bench.config")
 
 
 def project_imports(path: Path) -> set[str]:
@@ -29,19 +33,39 @@ def project_imports(path: Path) -> set[str]:
 
 
 def layer(module: str) -> str:
-    """``core``, a family name, or ``runner`` for a ``bench.*`` module."""
+    """``core``, a family name, ``config``, ``store``, ``run`` or ``report`` for a ``bench.*`` module."""
     parts = module.split(".")
-    if len(parts) > 1 and parts[1] in ("core", *FAMILIES):
+    if module in STORE:
+        return "store"
+    if module in CONFIG:
+        return "config"
+    if len(parts) > 1 and parts[1] in ("core", "run", "report", *FAMILIES):
         return parts[1]
-    return "runner"
+    return "entry"  # bench itself, bench.__main__
 
 
-ALLOWED = {"core": {"core"}, **{f: {"core", f} for f in FAMILIES}}
+ALLOWED = {
+    "core": {"core"},
+    **{f: {"core", f} for f in FAMILIES},
+    "config": {"config"},
+    "store": {"store"},
+    "run": {"core", *FAMILIES, "config", "store", "run"},
+    "report": {"report", "store"},
+}
 
 
-@pytest.mark.parametrize("package", ["core", *FAMILIES])
+def package_files(package: str) -> list[Path]:
+    """The modules of one layer: a package of ``bench``, or the listed modules of the store and config."""
+    if package in ("store", "config"):
+        return [
+            REPO / (module.replace(".", "/") + ".py") for module in (STORE if package == "store" else CONFIG)
+        ]
+    return sorted((REPO / "bench" / package).glob("*.py"))
+
+
+@pytest.mark.parametrize("package", list(ALLOWED))
 def test_layer_imports_only_what_it_stands_on(package: str) -> None:
-    files = sorted((REPO / "bench" / package).glob("*.py"))
+    files = package_files(package)
     assert files
     wrong = {
         f"{path.relative_to(REPO)} imports {module}"

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from bench.attacks.badnets import BadNets
 from bench.core.images import DataBundle, ImageSet
-from bench.metrics import TriggeredTestSet, der, evaluate
+from bench.run.metrics import TriggeredTestSet, der, evaluate
 
 
 class CornerDetector(nn.Module):

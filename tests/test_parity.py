@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bench.defenses._base import DefenderContext, split_train_val
-from bench.metrics import TriggeredTestSet, evaluate
+from bench.run.metrics import TriggeredTestSet, evaluate
 from tests.conftest import REPO, toy_data, trained_toy_model
 
 sys.path.insert(0, str(REPO / "scripts" / "parity"))

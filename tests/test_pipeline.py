@@ -17,11 +17,11 @@ import pytest
 import torch
 from filelock import FileLock
 
-from bench import cell
-from bench.cell import run_cell
-from bench.identity import cell_id, semantic_config
-from bench.records import claim_path, read_records, record_path
-from bench.wandb_logger import WandbLogger
+from bench.run import cell
+from bench.run.cell import run_cell
+from bench.run.identity import cell_id, semantic_config
+from bench.run.records import claim_path, read_records, record_path
+from bench.run.wandb_logger import WandbLogger
 from tests.conftest import REPO, SMOKE_DATASET, group_options, is_timm, needs_smoke_data, slow_params
 
 pytestmark = needs_smoke_data

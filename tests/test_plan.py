@@ -6,9 +6,9 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from bench.config import compose_config
-from bench.host import compute_info
-from bench.identity import semantic_config
-from bench.plan import duration, estimate_seconds, plan_line
+from bench.run.host import compute_info
+from bench.run.identity import semantic_config
+from bench.run.plan import duration, estimate_seconds, plan_line
 
 
 def record(overrides: list[str], attack: str, defense: str, **fields: object) -> dict:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from bench.catalogue import catalogue, options
-from bench.plugin_help import plugin_help
+from bench.run.plugin_help import plugin_help
 from tests.conftest import REPO
 
 CATALOGUE = [

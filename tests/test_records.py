@@ -10,7 +10,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from bench.identity import LATER_KEYS, cell_id, semantic_config
+from bench.run.identity import LATER_KEYS, cell_id, semantic_config
 from tests.conftest import REPO, compose_cfg
 
 COMMITTED = sorted((REPO / "results").glob("**/runs/**/*.json"))

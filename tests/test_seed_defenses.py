@@ -22,7 +22,7 @@ from bench.defenses.tsbd import (
     weight_changes,
     zero_reinit,
 )
-from bench.metrics import detection
+from bench.run.metrics import detection
 from tests.conftest import CPU, NO_EPOCHS, ctx, toy_data, trained_toy_model
 
 

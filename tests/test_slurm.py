@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.records import read_records
+from bench.run.records import read_records
 from tests.conftest import REPO, SMOKE_DATASET, needs_smoke_data
 from tests.slurm_cluster import ClusterError, LocalSlurm, missing_requirements
 

@@ -12,11 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import tables
-from bench.aggregate import records_frame, write_tables
-from bench.records import FIELDS, Record
-from bench.sanity import NO_BACKDOOR, sanity_warnings
-from bench.wandb_logger import WandbLogger
+from bench.report import render, statistics
+from bench.report.aggregate import records_frame, write_tables
+from bench.run.records import FIELDS, NO_BACKDOOR, Record, sanity_warnings
+from bench.run.wandb_logger import WandbLogger
 from tests.conftest import REPO
 
 # (attack, defense) -> (acc, asr); blend x ft is deliberately missing
@@ -51,7 +50,7 @@ def frame(tmp_path: Path) -> pd.DataFrame:
 
 
 def test_table1_paper_columns_gaps_and_averages(frame: pd.DataFrame) -> None:
-    t1 = tables.table1(frame).set_index(["attack", "defense"])
+    t1 = statistics.table1(frame).set_index(["attack", "defense"])
     assert t1.loc[("badnets", "ft"), "paper_asr"] == 9.78  # Table 1 of the paper
     assert t1.loc[("badnets", "unit"), ["acc", "asr"]].tolist() == [88.0, 2.0]
     assert pd.isna(t1.loc[("blend", "ft"), "asr"]) and t1.loc[("blend", "ft"), "paper_asr"] == 7.30
@@ -60,44 +59,46 @@ def test_table1_paper_columns_gaps_and_averages(frame: pd.DataFrame) -> None:
     # attacks every column has), not FT over one attack beside UNIT over two
     for defense in ("none", "ft", "unit"):
         for metric in ("acc", "asr", "paper_asr"):
-            assert t1.loc[(tables.AVERAGE, defense), metric] == t1.loc[("badnets", defense), metric]
-    assert "leaving out Blend: some column has no record" in tables.table1_markdown(tables.table1(frame))
+            assert t1.loc[(statistics.AVERAGE, defense), metric] == t1.loc[("badnets", defense), metric]
+    assert "leaving out Blend: some column has no record" in render.table1_markdown(statistics.table1(frame))
 
 
 def test_a_complete_grid_averages_every_attack(tmp_path: Path) -> None:
     """With the missing cell filled, each average is the pandas mean of its column over both attacks."""
     frame = records_frame(write_records(tmp_path / "runs", [record("blend", "ft", 90.0, 20.0)]))
-    t1 = tables.table1(frame).set_index(["attack", "defense"])
+    t1 = statistics.table1(frame).set_index(["attack", "defense"])
     ours = frame[frame.attack != "none"].groupby("defense")[["acc", "asr"]].mean()
     for defense in ("none", "ft", "unit"):
-        assert t1.loc[(tables.AVERAGE, defense), ["acc", "asr"]].tolist() == pytest.approx(ours.loc[defense])
-    paper = tables.paper_table1().query("attack in ['badnets', 'blend']").groupby("defense").asr.mean()
-    assert t1.loc[(tables.AVERAGE, "unit"), "paper_asr"] == pytest.approx(paper["unit"])
-    assert "some column has no record" not in tables.table1_markdown(tables.table1(frame))
+        assert t1.loc[(statistics.AVERAGE, defense), ["acc", "asr"]].tolist() == pytest.approx(
+            ours.loc[defense]
+        )
+    paper = statistics.paper_table1().query("attack in ['badnets', 'blend']").groupby("defense").asr.mean()
+    assert t1.loc[(statistics.AVERAGE, "unit"), "paper_asr"] == pytest.approx(paper["unit"])
+    assert "some column has no record" not in render.table1_markdown(statistics.table1(frame))
 
 
 def test_paper_averages_over_all_attacks_are_the_published_ones() -> None:
-    paper = tables.paper_table1()
+    paper = statistics.paper_table1()
     frame = paper.assign(dataset="cifar10", model="resnet18", seed=0, ra=0.0, der=0.0, defense_s=1.0)
-    avg = tables.table1(frame).query("attack == @tables.AVERAGE").set_index("defense")
+    avg = statistics.table1(frame).query("attack == @statistics.AVERAGE").set_index("defense")
     # the paper's printed averages; its FT ACC (90.57), no-defense ACC (94.26) and SEAM (91.48 / 8.08)
-    # are not the means of its own rows (90.67, 94.24, 91.40 / 8.25): bench/reference/README.md
+    # are not the means of its own rows (90.67, 94.24, 91.40 / 8.25): bench/report/reference/README.md
     published = {"unit": (91.77, 3.20), "anp": (91.01, 27.31), "nc": (91.36, 18.80), "nad": (90.85, 12.92)}
     for defense, (acc, asr) in published.items():
         assert avg.loc[defense, ["paper_acc", "paper_asr"]].tolist() == pytest.approx([acc, asr], abs=0.006)
-    assert tables.spearman(tables.table1(frame)) == (pytest.approx(1.0), 8)
+    assert statistics.spearman(statistics.table1(frame)) == (pytest.approx(1.0), 8)
 
 
 def test_bold_marks_the_best_repaired_cell_and_gaps_stay_gaps(frame: pd.DataFrame) -> None:
-    t1 = tables.table1(frame)
-    asr = tables.formatted(t1, "asr")
+    t1 = statistics.table1(frame)
+    asr = render.formatted(t1, "asr")
     assert asr.loc["BadNets", "UNIT"] == "**2.00** (0.78)"
     assert asr.loc["BadNets", "FT"] == "40.00 (9.78)"
     assert asr.loc["BadNets", "None"] == "100.00 (100.00)"  # the undefended model is never "best"
-    assert asr.loc["Blend", "FT"] == f"{tables.GAP} (7.30)"  # no record: a gap, not 0.00
-    acc = tables.formatted(t1, "acc")
+    assert asr.loc["Blend", "FT"] == f"{render.GAP} (7.30)"  # no record: a gap, not 0.00
+    acc = render.formatted(t1, "acc")
     assert acc.loc["BadNets", "FT"].startswith("**89.00**")
-    latex = tables.table1_latex(t1)
+    latex = render.table1_latex(t1)
     assert r"\textbf{2.00} {\scriptsize(0.78)}" in latex and r"\multicolumn{2}{c}{UNIT}" in latex
     assert r"& 99.00 {\scriptsize(100.00)} & -- {\scriptsize(90.68)} & -- {\scriptsize(7.30)}" in latex
 
@@ -110,8 +111,8 @@ def test_a_warned_cell_is_marked_and_never_bold(tmp_path: Path) -> None:
     path.write_text(
         json.dumps(json.loads(path.read_text()) | {"warnings": ["repaired ACC 10.0% is at chance"]})
     )
-    asr = tables.formatted(tables.table1(records_frame(root)), "asr")
-    assert asr.loc["BadNets", "UNIT"] == f"2.00{tables.WARNED} (0.78)"
+    asr = render.formatted(statistics.table1(records_frame(root)), "asr")
+    assert asr.loc["BadNets", "UNIT"] == f"2.00{render.WARNED} (0.78)"
     assert asr.loc["BadNets", "FT"] == "40.00 (9.78)"
 
 
@@ -123,15 +124,15 @@ def test_a_collapsed_model_is_never_bold_and_leaves_the_second_average(tmp_path:
         [record("badnets", "nad", 30.0, 0.5), record("blend", "nad", 89.0, 3.0)]
         + [record("blend", "ft", 90.0, 20.0)],
     )
-    table = tables.table1(records_frame(root))
-    asr = tables.formatted(table, "asr")
-    assert asr.loc["BadNets", "NAD"].startswith(f"0.50{tables.WARNED}")  # marked, not bold
+    table = statistics.table1(records_frame(root))
+    asr = render.formatted(table, "asr")
+    assert asr.loc["BadNets", "NAD"].startswith(f"0.50{render.WARNED}")  # marked, not bold
     assert asr.loc["BadNets", "UNIT"].startswith("**2.00**")  # the best model that still works
     rows = table.set_index(["attack", "defense"])
-    assert rows.loc[(tables.AVERAGE, "nad"), "asr"] == pytest.approx((0.5 + 3.0) / 2)
-    assert rows.loc[(tables.KEPT, "nad"), "asr"] == pytest.approx(3.0)  # Blend's cell only
-    assert rows.loc[(tables.KEPT, "nad"), "paper_asr"] == pytest.approx(3.32)  # the paper's, same attacks
-    assert "collapsed cells left out" in tables.averages_markdown(table)
+    assert rows.loc[(statistics.AVERAGE, "nad"), "asr"] == pytest.approx((0.5 + 3.0) / 2)
+    assert rows.loc[(statistics.KEPT, "nad"), "asr"] == pytest.approx(3.0)  # Blend's cell only
+    assert rows.loc[(statistics.KEPT, "nad"), "paper_asr"] == pytest.approx(3.32)  # the paper's, same attacks
+    assert "collapsed cells left out" in render.averages_markdown(table)
 
 
 def test_der_against_a_model_at_chance_is_not_a_number(tmp_path: Path) -> None:
@@ -140,7 +141,7 @@ def test_der_against_a_model_at_chance_is_not_a_number(tmp_path: Path) -> None:
     path.write_text(
         json.dumps(json.loads(path.read_text()) | {"warnings": ["victim ACC 10.0% is at chance (10%)"]})
     )
-    rows = tables.table1(records_frame(root)).set_index(["attack", "defense"])
+    rows = statistics.table1(records_frame(root)).set_index(["attack", "defense"])
     assert pd.isna(rows.loc[("badnets", "unit"), "der"]) and rows.loc[("badnets", "ft"), "der"] == 75.0
 
 
@@ -158,10 +159,10 @@ def test_duplicate_cells_are_refused(tmp_path: Path) -> None:
     twin = record("badnets", "ft", 80.0, 1.0, cell_id="badnets-ft-other")
     frame = records_frame(write_records(tmp_path / "runs", [twin]))
     with pytest.raises(ValueError, match="more than once"):
-        tables.table1(frame)
+        statistics.table1(frame)
     seed1 = record("badnets", "ft", 87.0, 20.0, seed=1)
     frame = records_frame(write_records(tmp_path / "seeds", [seed1]))
-    t1 = tables.table1(frame).set_index(["attack", "defense"])
+    t1 = statistics.table1(frame).set_index(["attack", "defense"])
     assert t1.loc[("badnets", "ft"), "asr"] == 30.0 and t1.loc[("badnets", "ft"), "n_seeds"] == 2
 
 
@@ -169,17 +170,17 @@ def test_seed_spread_is_a_95_percent_interval(tmp_path: Path) -> None:
     """Two seeds of BadNets x FT (ASR 40 and 20): mean 30 ± t(0.975, 1) x sd / sqrt(2) = 12.706 x 10;
     a one-seed cell and the average rows carry no interval."""
     frame = records_frame(write_records(tmp_path / "seeds", [record("badnets", "ft", 87.0, 20.0, seed=1)]))
-    t1 = tables.table1(frame)
+    t1 = statistics.table1(frame)
     rows = t1.set_index(["attack", "defense"])
     assert rows.loc[("badnets", "ft"), "asr_ci95"] == pytest.approx(127.06)
     assert pd.isna(rows.loc[("badnets", "unit"), "asr_ci95"]) and pd.isna(
-        rows.loc[(tables.AVERAGE, "ft"), "asr_ci95"]
+        rows.loc[(statistics.AVERAGE, "ft"), "asr_ci95"]
     )
-    assert tables.formatted(t1, "asr").loc["BadNets", "FT"] == "30.00 ±127.06 (9.78)"
+    assert render.formatted(t1, "asr").loc["BadNets", "FT"] == "30.00 ±127.06 (9.78)"
 
 
 def test_table2_and_figures_are_written(frame: pd.DataFrame, tmp_path: Path) -> None:
-    t2 = tables.table2(frame)
+    t2 = statistics.table2(frame)
     row = t2.iloc[0]
     assert (row.dataset, row.model, row.acc_original, row.acc_unit) == ("cifar10", "resnet18", 92.0, 91.0)
     assert row.paper_acc_unit == 92.25
@@ -217,9 +218,9 @@ def test_tables_name_their_setting(tmp_path: Path) -> None:
         epochs = 30 if row["attack"] == "blend" else 20
         path.write_text(json.dumps(row | {"config": config | {"train": {"epochs": epochs}}}))
     frame = records_frame(runs)
-    heading = tables.table1_markdown(tables.table1(frame)).splitlines()[0]
+    heading = render.table1_markdown(statistics.table1(frame)).splitlines()[0]
     assert "width 0.25, epochs mixed, precision bf16" in heading
-    clean = tables.table2_markdown(tables.table2(frame)).splitlines()[0]
+    clean = render.table2_markdown(statistics.table2(frame)).splitlines()[0]
     assert "width 0.25, epochs 20, precision bf16" in clean
     # Records from before ``precision`` existed ran at its default: beside ones that name it, not mixed.
     older = {key: value for key, value in config.items() if key != "precision"}
@@ -227,12 +228,12 @@ def test_tables_name_their_setting(tmp_path: Path) -> None:
         row = json.loads(path.read_text())
         named = row["attack"] == "blend"
         path.write_text(json.dumps(row | {"config": older | ({"precision": "auto"} if named else {})}))
-    assert "precision auto" in tables.table1_markdown(tables.table1(records_frame(runs))).splitlines()[0]
+    assert "precision auto" in render.table1_markdown(statistics.table1(records_frame(runs))).splitlines()[0]
 
 
 def test_cli_writes_tables(tmp_path: Path) -> None:
     runs = write_records(tmp_path / "runs")
-    out = subprocess.run([sys.executable, "-m", "bench.aggregate", str(runs), "--out", str(tmp_path / "o")],
+    out = subprocess.run([sys.executable, "-m", "bench.report", str(runs), "--out", str(tmp_path / "o")],
                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "o" / "table1.md").read_text()
@@ -252,7 +253,7 @@ def test_a_second_pairs_runs_join_table2_and_fig5_but_not_table1(tmp_path: Path)
     for attack, defense, acc, asr in panel:
         r = record(attack, defense, acc, asr, cell_id=f"vgg-{attack}-{defense}", model="vgg11")
         (vgg / f"{r['cell_id']}.json").write_text(json.dumps(r))
-    command = [sys.executable, "-m", "bench.aggregate", str(grid), str(vgg), "--out", str(tmp_path / "o")]
+    command = [sys.executable, "-m", "bench.report", str(grid), str(vgg), "--out", str(tmp_path / "o")]
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     heading = (tmp_path / "o" / "table1.md").read_text().splitlines()[0]
@@ -260,7 +261,7 @@ def test_a_second_pairs_runs_join_table2_and_fig5_but_not_table1(tmp_path: Path)
     assert list(pd.read_csv(tmp_path / "o" / "table2.csv").model) == ["resnet18", "vgg11"]
     assert (tmp_path / "o" / "fig5.png").exists()
     with pytest.raises(ValueError, match="one dataset/model pair"):
-        tables.table1(records_frame(vgg, tmp_path / "grid").assign(model=lambda f: f.model + "-x"))
+        statistics.table1(records_frame(vgg, tmp_path / "grid").assign(model=lambda f: f.model + "-x"))
 
 
 def test_cli_refuses_a_table_of_mixed_configs_and_where_picks_one(tmp_path: Path) -> None:
@@ -272,7 +273,7 @@ def test_cli_refuses_a_table_of_mixed_configs_and_where_picks_one(tmp_path: Path
     runs = write_records(tmp_path / "runs", [twin, first])
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "bench.aggregate", str(runs), *args], cwd=REPO,
+        return subprocess.run([sys.executable, "-m", "bench.report", str(runs), *args], cwd=REPO,
                               capture_output=True, text=True, timeout=120)  # fmt: skip
 
     refused = cli("--out", str(tmp_path / "o"))
@@ -316,19 +317,19 @@ def test_clean_accuracy_is_joined_from_the_clean_record_whatever_ran_first(tmp_p
 def test_agreement_classes_each_cell_against_the_paper(frame: pd.DataFrame) -> None:
     """BadNets x FT: 40% ASR against the paper's 9.78 (partly removed vs removed); UNIT removes both
     backdoors in both; Blend x FT has no record of ours; the no-defense column is not compared."""
-    t1 = tables.table1(frame)
-    marks = tables.agreement(t1)
+    t1 = statistics.table1(frame)
+    marks = render.agreement(t1)
     assert (
-        marks.loc["BadNets", "FT"] == tables.SURVIVES_MORE
+        marks.loc["BadNets", "FT"] == render.SURVIVES_MORE
         and marks.loc["BadNets", "UNIT"] == "=" == marks.loc["Blend", "UNIT"]
     )
-    assert marks.loc["Blend", "FT"] == tables.NO_NUMBER and "None" not in marks.columns
-    assert len({tables.GAP, tables.NO_NUMBER, tables.SURVIVES_MORE, tables.SURVIVES_LESS, "="}) == 5
+    assert marks.loc["Blend", "FT"] == render.NO_NUMBER and "None" not in marks.columns
+    assert len({render.GAP, render.NO_NUMBER, render.SURVIVES_MORE, render.SURVIVES_LESS, "="}) == 5
     assert marks.loc["Agree"].to_dict() == {"FT": "0/1", "UNIT": "2/2"}
     survived = t1.assign(asr=t1.asr.where(~((t1.attack == "blend") & (t1.defense == "unit")), 50.0))
     # 50% is the survived class's edge
-    assert tables.agreement(survived).loc["Blend", "UNIT"] == tables.SURVIVES_MORE
-    assert "### Where we agree with the paper" in tables.table1_markdown(t1)
+    assert render.agreement(survived).loc["Blend", "UNIT"] == render.SURVIVES_MORE
+    assert "### Where we agree with the paper" in render.table1_markdown(t1)
 
 
 def test_a_row_without_backdoor_leaves_averages_and_agreement(tmp_path: Path) -> None:
@@ -336,15 +337,15 @@ def test_a_row_without_backdoor_leaves_averages_and_agreement(tmp_path: Path) ->
     left out of the averages (ours and the paper's) and marked n/a, not counted, in the agreement map."""
     no_backdoor = [f"ASR 4.3% before any defense: {NO_BACKDOOR}"]
     extra = [record("adap_blend", d, 89.0, 4.0, asr_before=4.3, warnings=no_backdoor) for d in ("none", "ft")]
-    t1 = tables.table1(records_frame(write_records(tmp_path / "runs", extra)))
-    avg = t1[t1.attack == tables.AVERAGE].set_index("defense")
+    t1 = statistics.table1(records_frame(write_records(tmp_path / "runs", extra)))
+    avg = t1[t1.attack == statistics.AVERAGE].set_index("defense")
     assert avg.loc["ft", "asr"] == 40.0 and avg.loc["ft", "paper_asr"] == 9.78  # BadNets' alone
     assert avg.loc["none", "asr"] == 100.0  # Blend has no FT record, so it is left out too
-    marks = tables.agreement(t1)
-    assert marks.loc["Adap-Blend", "FT"] == tables.NOT_APPLICABLE and marks.loc["Agree", "FT"] == "0/1"
-    assert "leaving out Adap-Blend" in tables.table1_markdown(t1)
-    clean_rows = tables.table1(records_frame(write_records(tmp_path / "b")))
-    assert "backdoor did not take" not in tables.table1_markdown(clean_rows)
+    marks = render.agreement(t1)
+    assert marks.loc["Adap-Blend", "FT"] == render.NOT_APPLICABLE and marks.loc["Agree", "FT"] == "0/1"
+    assert "leaving out Adap-Blend" in render.table1_markdown(t1)
+    clean_rows = statistics.table1(records_frame(write_records(tmp_path / "b")))
+    assert "backdoor did not take" not in render.table1_markdown(clean_rows)
 
 
 def test_a_complete_grid_keeps_its_marks_and_two_decimals(tmp_path: Path) -> None:
@@ -353,12 +354,12 @@ def test_a_complete_grid_keeps_its_marks_and_two_decimals(tmp_path: Path) -> Non
     collapsed = ["ACC 10.0%: the model is at chance"]
     extra = [record("blend", "ft", 10.0, 100.0, warnings=collapsed)]
     extra += [record(attack, "bna", 87.6, 100.0) for attack in ("badnets", "blend")]  # no paper numbers
-    grid = tables.table1(records_frame(write_records(tmp_path / "runs", extra)))
+    grid = statistics.table1(records_frame(write_records(tmp_path / "runs", extra)))
     assert grid.acc.notna().all()  # complete: no gap anywhere
-    text = tables.table1_markdown(grid)
+    text = render.table1_markdown(grid)
     assert "10.00 † (90.68)" in text and "88.00 (92.48)" in text
     assert " 87.60 |" in text and " 87.6 |" not in text  # BNA: bare numbers keep their two decimals
-    assert r"10.00$^\dagger$" in tables.table1_latex(grid)
+    assert r"10.00$^\dagger$" in render.table1_latex(grid)
 
 
 def test_cost_counts_one_core_minutes_per_defense_column(tmp_path: Path) -> None:
@@ -371,14 +372,14 @@ def test_cost_counts_one_core_minutes_per_defense_column(tmp_path: Path) -> None
         untimed = row["attack"] == "none" and row["defense"] == "unit"
         compute = {} if untimed else {"compute": {"threads": threads, "cpu": "Xeon"}}
         path.write_text(json.dumps(row | compute))
-    table = tables.cost(records_frame(root)).set_index("defense")
+    table = statistics.cost(records_frame(root)).set_index("defense")
     assert list(table.index) == ["ft", "unit", "all"]  # the paper's column order, then the total
     assert table.loc["ft", ["cells", "untimed", "total"]].tolist() == [1, 0, pytest.approx(0.1)]
     assert table.loc["unit", ["cells", "untimed", "median", "total"]].tolist() == [
         3, 1, pytest.approx(7 / 60), pytest.approx(14 / 60)]  # fmt: skip
     assert table.loc["all", ["cells", "untimed", "total"]].tolist() == [4, 1, pytest.approx(0.1 + 14 / 60)]
-    assert "Processors: Xeon." in tables.cost_markdown(tables.cost(records_frame(root)))
-    nothing = tables.cost(records_frame(write_records(tmp_path / "old"))).set_index("defense")
+    assert "Processors: Xeon." in render.cost_markdown(statistics.cost(records_frame(root)))
+    nothing = statistics.cost(records_frame(write_records(tmp_path / "old"))).set_index("defense")
     assert nothing.total.isna().all() and nothing.loc["all", "untimed"] == 4
 
 
@@ -390,12 +391,12 @@ def test_labels_bold_and_spearman_say_only_what_the_records_support(tmp_path: Pa
     for (attack, defense), (acc, asr) in CELLS.items():
         r = record(attack, defense, acc, asr) | {"dataset": "fashion_mnist"}
         (root / f"{attack}-{defense}.json").write_text(json.dumps(r))
-    t1 = tables.table1(records_frame(root))
-    text = tables.table1_markdown(t1)
+    t1 = statistics.table1(records_frame(root))
+    text = render.table1_markdown(t1)
     assert text.startswith("Table 1 on fashion_mnist / resnet18 (precision auto).")
     assert "not shown beside these" in text
     assert "(0.78)" not in text and "not computed (0 defenses" in text and "agree with the paper" not in text
-    asr = tables.formatted(t1, "asr")
+    asr = render.formatted(t1, "asr")
     assert asr.loc["BadNets", "UNIT"] == "**2.00**" and asr.loc["Blend", "UNIT"] == "5.00"  # Blend: UNIT only
 
 
@@ -432,6 +433,6 @@ def test_readme_headline_is_the_committed_cifar_grid() -> None:
     """The README's headline averages are the ones the committed CIFAR-10 records aggregate to (they are
     copied from table1.md, so a grid that moves without the README fails here)."""
     runs = REPO / "results" / "cpu_cifar" / "runs"
-    headline = tables.averages_markdown(tables.table1(records_frame(runs / "table1", runs / "vgg11")))
+    headline = render.averages_markdown(statistics.table1(records_frame(runs / "table1", runs / "vgg11")))
     assert headline in (REPO / "README.md").read_text()
     assert headline in (REPO / "results" / "cpu_cifar" / "table1.md").read_text()

@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bench.cell import run_cell
 from bench.core import engine
 from bench.core.images import ImageSet
 from bench.defenses import unit as unit_module
@@ -20,6 +19,7 @@ from bench.defenses._bounds import (
 from bench.defenses.clip_uniform import UniformClip
 from bench.defenses.unit import UNIT, AlphaSchedule
 from bench.models.resnet import resnet18
+from bench.run.cell import run_cell
 from tests.conftest import needs_smoke_data, slow_params, toy_data, trained_toy_model
 
 CPU = torch.device("cpu")

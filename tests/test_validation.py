@@ -1,4 +1,4 @@
-"""Every setting is checked before any work (bench.validation): the keys under test are found by reading
+"""Every setting is checked before any work (bench.run.validation): the keys under test are found by reading
 the schema (each ``_target_``'s annotated signature and ``RunSettings``), so a new key is covered by
 existing. A refused value names the key on one line, exits 2 and leaves nothing behind."""
 
@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.core.errors import SettingError
 from bench.core.schema import NON_NEGATIVE, Range
-from bench.validation import RunSettings, signature_of, validate
+from bench.run.validation import RunSettings, signature_of, validate
 from tests.conftest import REPO, compose_cfg, group_options
 
 GROUPS = ("attack", "defense", "model", "dataset", "train")
@@ -163,7 +163,7 @@ def test_cli_refuses_one_line_exit_2_and_writes_nothing(tmp_path: Path, override
     ],
 )
 def test_command_line_mistakes_are_one_line(argv: list[str], expected: str | None) -> None:
-    from bench.command_line import check
+    from bench.run.command_line import check
 
     error = check(argv)
     assert (error is None) if expected is None else (error is not None and error.startswith(expected))

@@ -4,7 +4,7 @@ An attack is an ``nn.Module`` so that everything random about its trigger (patte
 generator weights) lives in buffers/parameters, is saved in the model cache beside the victim and
 makes the test-time trigger exactly the training-time one.
 
-Life cycle, driven by ``bench.victims``:
+Life cycle, driven by ``bench.run.victims``:
 1. ``setup(data)``: check the attack fits the dataset, build the seeded trigger (cheap, every run);
 2. ``poison(train, ctx)``: only when the victim is trained (a cache miss): optimise what needs a
    model (``ctx.models`` trains and caches auxiliary classifiers) and return the training set;

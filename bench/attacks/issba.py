@@ -15,7 +15,7 @@ Dirty-label poisoning (``poison_rate`` of the whole training set, non-target ima
 An encoder whose decoder cannot read the secret back has collapsed into a universal perturbation, so the
 attack measures the decoder's bit accuracy on images held out from the encoder's training and, below
 ``bit_accuracy_floor``, says so in ``info["warnings"]``: every record of the victim then carries the
-warning (``bench.sanity``), and Table 1 marks its cells. The record also keeps the residual's size and its
+warning, and Table 1 marks its cells. The record also keeps the residual's size and its
 sample specificity: the share of its energy that is not the mean residual (0 would be one universal
 pattern).
 """
@@ -154,7 +154,7 @@ class ISSBA(PoisoningAttack):
             residual_linf_mean=round(residual.abs().amax(dim=(1, 2, 3)).mean().item(), 4),
             residual_specificity=round((specific / energy.clamp_min(1e-12)).item(), 4),
         )
-        if accuracy < self.bit_accuracy_floor:  # flagged in every record of this victim (bench.sanity)
+        if accuracy < self.bit_accuracy_floor:  # flagged in every record of this victim (bench.run.records)
             self.info["warnings"] = [
                 f"issba: the decoder reads the secret back with bit accuracy {accuracy:.3f} < "
                 f"attack.bit_accuracy_floor={self.bit_accuracy_floor}: the encoder has not learnt to hide "

@@ -17,7 +17,7 @@ def config_error(exc: BaseException | None) -> ConfigError | None:
 
 
 class SettingError(ConfigError):
-    """A ConfigError found by checking the composed config before any work (``bench.validation``): the
+    """A ConfigError found by checking the composed config before any work (``bench.run.validation``): the
     cell never started, so nothing of it is kept."""
 
 

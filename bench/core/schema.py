@@ -1,6 +1,6 @@
 """Types and ranges of configuration keys, declared once beside the code that reads them.
 
-A plug-in's constructor (or model function) annotates each parameter; ``bench.validation`` reads the
+A plug-in's constructor (or model function) annotates each parameter; ``bench.run.validation`` reads the
 annotations and checks the composed config before any data is loaded. Numbers are checked against a
 ``Range`` given with ``typing.Annotated`` (``Fraction``, ``Positive``, ...) and are otherwise >= 0 (no
 setting of this project is negative); ``Literal`` types are enumerations.

@@ -28,12 +28,12 @@ import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from bench.context import CellContext
 from bench.core.engine import set_precision
 from bench.core.images import ImageSet, to_float
 from bench.defenses._base import DefenderContext, Defense, split_train_val
-from bench.metrics import evaluate
-from bench.victims import load_or_train_victim
+from bench.run.context import CellContext
+from bench.run.metrics import evaluate
+from bench.run.victims import load_or_train_victim
 
 COLUMNS = (
     "defense", "attack", "seed", "ours_acc", "ours_asr", "ref_acc", "ref_asr", "ours_s", "ref_s",
@@ -54,7 +54,7 @@ class ParityVictim:
     defender_train: ImageSet  # our split_train_val of the defender data (UNIT's 4:1, per class)
     defender_val: ImageSet
     test: ImageSet
-    triggered: Any  # bench.metrics.TriggeredTestSet
+    triggered: Any  # bench.run.metrics.TriggeredTestSet
     target: int
     acc: float  # the victim's ACC and ASR (float32)
     asr: float

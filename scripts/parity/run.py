@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from harness import Row, git_commit, load_victim, run_ours, write_row  # noqa: E402
 
 from bench.config import compose_config  # noqa: E402
-from bench.host import compute_info  # noqa: E402
+from bench.run.host import compute_info  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

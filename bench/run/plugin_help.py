@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.catalogue import CONF_DIR, leading_comment, options
 from bench.config import compose_config
-from bench.validation import allowed, signature_of
+from bench.run.validation import allowed, signature_of
 
 HELP_GROUPS = ("dataset", "model", "attack", "defense")
 HELP_FLAGS = ("--help", "-h")

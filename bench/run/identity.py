@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.cache import cache_key
+from bench.run.cache import cache_key
 
 GROUPS = ("dataset", "model", "attack", "defense")
 # What conf/attack/none.yaml composes to: the clean model of a row shares the victims' cache.

@@ -19,12 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 
 import bench.config  # noqa: F401 (registers the budget resolvers the configs use)
 from bench.catalogue import CONF_DIR
-from bench.cell import Preempted, now, run_cell, stop_on_sigterm, summary_line
 from bench.core.errors import SettingError, config_error
-from bench.host import compute_info, git_sha
-from bench.identity import GROUPS, cell_id, cell_label, semantic_config
-from bench.plan import PLAN_MARKER, plan_cell, plan_line, sweep_summary
-from bench.records import failure_path, record_path
+from bench.run.cell import Preempted, now, run_cell, stop_on_sigterm, summary_line
+from bench.run.host import compute_info, git_sha
+from bench.run.identity import GROUPS, cell_id, cell_label, semantic_config
+from bench.run.plan import PLAN_MARKER, plan_cell, plan_line, sweep_summary
+from bench.run.records import failure_path, record_path
 
 log = logging.getLogger("bench")
 

@@ -17,13 +17,13 @@ from filelock import FileLock, Timeout
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from bench.context import CellContext
 from bench.core.errors import ConfigError
 from bench.defenses import Defense, Detector
-from bench.host import compute_info, git_sha
-from bench.identity import CLEAN_ATTACK, GROUPS, cell_id, cell_label, container, is_clean, victim_key
-from bench.metrics import der, detection, evaluate
-from bench.records import (
+from bench.run.context import CellContext
+from bench.run.host import compute_info, git_sha
+from bench.run.identity import CLEAN_ATTACK, GROUPS, cell_id, cell_label, container, is_clean, victim_key
+from bench.run.metrics import der, detection, evaluate
+from bench.run.records import (
     SCHEMA_VERSION,
     Record,
     RecordLogger,
@@ -31,10 +31,10 @@ from bench.records import (
     failure_path,
     read_record,
     record_path,
+    sanity_warnings,
     write_record,
 )
-from bench.sanity import sanity_warnings
-from bench.victims import Victim, load_or_train_victim
+from bench.run.victims import Victim, load_or_train_victim
 
 log = logging.getLogger(__name__)
 

@@ -14,16 +14,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from bench.attacks import Attack, AttackContext, TrainNetwork
-from bench.cache import cache_key
-from bench.context import CellContext
 from bench.core.engine import fit, prepare_model, set_precision
 from bench.core.errors import check_fraction
 from bench.core.images import DataBundle, ImageSet, balanced_subset
 from bench.defenses import DefenderContext
-from bench.host import compute_info, seed_everything
-from bench.identity import CLEAN_ATTACK, model_key, victim_key
-from bench.metrics import TriggeredTestSet, evaluate
 from bench.models import Normalized
+from bench.run.cache import cache_key
+from bench.run.context import CellContext
+from bench.run.host import compute_info, seed_everything
+from bench.run.identity import CLEAN_ATTACK, model_key, victim_key
+from bench.run.metrics import TriggeredTestSet, evaluate
 
 StateDict = dict[str, torch.Tensor]
 

@@ -14,14 +14,9 @@ import os
 import socket
 from urllib.parse import urlparse
 
-from bench.records import Record, RecordLogger, record_fields
+from bench.run.records import IDENTITY_KEYS, SUMMARY_KEYS, Record, RecordLogger
 
 log = logging.getLogger(__name__)
-
-# What makes a W&B run readable back as a record (bench.wandb_records): the record's identity, metrics
-# and costs, plus where it ran.
-IDENTITY_KEYS = tuple(k for k in record_fields("identity") if k != "schema_version")
-SUMMARY_KEYS = (*record_fields("metric", "cost"), "cache_hit", "device")
 
 
 class WandbLogger(RecordLogger):

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from bench.cache import ModelCache
-from bench.host import resolve_device
-from bench.identity import semantic_config
-from bench.validation import validate
+from bench.run.cache import ModelCache
+from bench.run.host import resolve_device
+from bench.run.identity import semantic_config
+from bench.run.validation import validate
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,6 @@ class CellContext:
 
     @classmethod
     def of(cls, cfg: DictConfig) -> CellContext:
-        """The context of ``cfg``, after checking every key of it (``bench.validation``)."""
+        """The context of ``cfg``, after checking every key of it (``bench.run.validation``)."""
         validate(cfg)
         return cls(cfg, semantic_config(cfg), ModelCache(cfg.cache_dir), resolve_device(cfg.device))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.cache import atomic_write_bytes
+from bench.run.cache import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 
@@ -58,7 +58,7 @@ class Record:
     attack_info: dict[str, Any] = _field("info")  # what poisoning reported (JSON)
     defense_info: dict[str, Any] = _field("info")  # what the defense reported about itself (JSON)
     detection_info: dict[str, Any] = _field("info")  # TPR/FPR of a defense that flags inputs
-    warnings: list[str] = _field("info")  # sanity flags (bench.sanity): a number here is not a finding
+    warnings: list[str] = _field("info")  # sanity flags (sanity_warnings): a number here is no finding
     victim_checkpoint: str | None = _field("provenance")  # the model cache file of the victim
     curves: dict[str, list[float]] = _field("info")  # per-epoch losses: "victim", and the defense's own
 
@@ -80,11 +80,17 @@ FIELDS = record_fields()
 
 
 class RecordLogger:
-    """What a configured logger (``conf/logger``, e.g. ``bench.wandb_logger.WandbLogger``) offers: it
+    """What a configured logger (``conf/logger``, e.g. ``bench.run.wandb_logger.WandbLogger``) offers: it
     receives each finished cell's record, after the record is written."""
 
     def log_record(self, record: Record) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement log_record(record)")
+
+
+# What makes a W&B run readable back as a record (bench.report.wandb_records): the record's identity, metrics
+# and costs, plus where it ran.
+IDENTITY_KEYS = tuple(k for k in record_fields("identity") if k != "schema_version")
+SUMMARY_KEYS = (*record_fields("metric", "cost"), "cache_hit", "device")
 
 
 def record_path(results_dir: str | Path, cell_id: str) -> Path:
@@ -118,3 +124,40 @@ def read_record(path: Path) -> Record:
 def read_records(results_dir: str | Path) -> list[dict[str, Any]]:
     """Every record under ``results_dir`` as stored (dicts: what pandas and the aggregator read)."""
     return [json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*.json"))]
+
+
+# Sanity flags of a cell: results that are numbers but not findings (a model at chance, a backdoor that
+# never took, a defense that did nothing, a detector that flags everything). The record carries them
+# (``warnings``), the console line shows them, and the aggregator marks the cells instead of ranking them
+# silently.
+NEAR_CHANCE = 5.0  # points above chance (100 / classes) still counted as chance
+FLAGS_ALL = 90.0  # a detector flagging this share of clean test images flags everything
+NO_BACKDOOR = "the backdoor did not take"  # the tables leave such a victim's row out of their averages
+AT_CHANCE = "is at chance"  # a record's warning that its victim or repaired model is at chance
+# A repaired model more than this many points of ACC below its victim is collapsed: its low ASR is the
+# model's failure, not a removal (NAD's CIFAR-10 cells at 24-32% ACC). The tables never bold it.
+COLLAPSE_DROP = 10.0
+
+
+def sanity_warnings(
+    num_classes: int,
+    defense: str,
+    before: dict[str, float | None],
+    after: dict[str, float | None],
+    detection: dict[str, float],
+) -> list[str]:
+    """What is suspicious about a cell's metrics (percentages), in words; empty when nothing is."""
+    chance = 100.0 / num_classes
+    out = []
+    if before["acc"] is not None and before["acc"] < chance + NEAR_CHANCE:
+        out.append(f"victim ACC {before['acc']:.1f}% {AT_CHANCE} ({chance:.0f}%)")
+    if defense != "none" and after["acc"] is not None and after["acc"] < chance + NEAR_CHANCE:
+        out.append(f"repaired ACC {after['acc']:.1f}% {AT_CHANCE} ({chance:.0f}%)")
+    if before["asr"] is not None and before["asr"] < chance + NEAR_CHANCE:
+        out.append(f"ASR {before['asr']:.1f}% before any defense: {NO_BACKDOOR}")
+    same = all(before[k] == after[k] for k in ("acc", "asr", "ra"))
+    if defense != "none" and same and not detection:
+        out.append("the defense changed no prediction")
+    if detection.get("fpr", 0.0) >= FLAGS_ALL:
+        out.append(f"the detector flags {detection['fpr']:.0f}% of clean test images")
+    return out

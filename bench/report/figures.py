@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.tables import AVERAGE, KEPT, first_seen, label, ordered, paper_table1, setting, table1, wide  # noqa: E402
+from bench.report.render import label  # noqa: E402
+from bench.report.statistics import AVERAGE, KEPT, first_seen, ordered, paper_table1, setting, table1, wide  # noqa: E402
 
 BARS = (("acc_before", "ACC before", "#9ecae1"), ("acc", "ACC after", "#3182bd"),
         ("asr_before", "ASR before", "#fcbba1"), ("asr", "ASR after", "#de2d26"))  # fmt: skip

@@ -14,10 +14,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from bench.context import CellContext
-from bench.host import compute_info
-from bench.identity import MODEL_KEYS, cell_id, cell_label, semantic_config, victim_key
-from bench.records import read_records, record_path
+from bench.run.context import CellContext
+from bench.run.host import compute_info
+from bench.run.identity import MODEL_KEYS, cell_id, cell_label, semantic_config, victim_key
+from bench.run.records import read_records, record_path
 
 # Written into each job directory of a dry run; the sweep report sums them.
 PLAN_MARKER = "plan.json"

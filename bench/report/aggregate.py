@@ -1,6 +1,6 @@
 """Result records -> pandas -> the paper's tables and figures.
 
-``python -m bench.aggregate RUNS_DIR [RUNS_DIR...]`` prints one markdown row per cell of the directories
+``python -m bench.report RUNS_DIR [RUNS_DIR...]`` prints one markdown row per cell of the directories
 read together (``--by defense.schedule`` adds config columns, ``--victims`` gives one row per backdoored
 model); ``--out DIR`` writes Table 1 (``table1.md``, ``.csv``, ``.tex``: the paper's pair when the records
 hold several, each other pair in ``table1_<dataset>_<model>.*``; as heatmaps ``table1_heatmap.png``,
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import figures, tables
-from bench.identity import MODEL_KEYS, filled_later_keys
-from bench.records import read_records, record_fields
-from bench.wandb_records import read_api, read_offline
+from bench.report import figures, render, statistics
+from bench.report.wandb_records import read_api, read_offline
+from bench.run.identity import MODEL_KEYS, filled_later_keys
+from bench.run.records import read_records, record_fields
 
 METRICS = list(record_fields(table=True))  # the per-cell columns
 
@@ -111,30 +111,30 @@ def write_csv(table: pd.DataFrame, path: Path) -> None:
 def write_table1(frame: pd.DataFrame, out: Path) -> list[Path]:
     """One Table 1 per dataset/model pair: ``table1.*`` for the paper's pair (or the only one), and
     ``table1_<dataset>_<model>.*`` for each other, so no pair's records are dropped."""
-    pairs = tables.pairs(frame[frame.attack != "none"])
-    main = tables.PAPER_PAIR if tables.PAPER_PAIR in pairs or not pairs else pairs[0]
+    pairs = statistics.pairs(frame[frame.attack != "none"])
+    main = statistics.PAPER_PAIR if statistics.PAPER_PAIR in pairs or not pairs else pairs[0]
     written = []
     for pair in pairs:
         stem = "table1" if pair == main else f"table1_{pair[0]}_{pair[1]}"
-        t1 = tables.table1(frame[(frame.dataset == pair[0]) & (frame.model == pair[1])])
+        t1 = statistics.table1(frame[(frame.dataset == pair[0]) & (frame.model == pair[1])])
         write_csv(t1, out / f"{stem}.csv")
-        (out / f"{stem}.md").write_text(tables.table1_markdown(t1))
-        (out / f"{stem}.tex").write_text(tables.table1_latex(t1))
+        (out / f"{stem}.md").write_text(render.table1_markdown(t1))
+        (out / f"{stem}.tex").write_text(render.table1_latex(t1))
         written += [out / f"{stem}.{ext}" for ext in ("md", "csv", "tex")]
     return written
 
 
 def write_table2(frame: pd.DataFrame, out: Path) -> list[Path]:
-    t2 = tables.table2(frame)
+    t2 = statistics.table2(frame)
     write_csv(t2, out / "table2.csv")
-    (out / "table2.md").write_text(tables.table2_markdown(t2))
+    (out / "table2.md").write_text(render.table2_markdown(t2))
     return [out / "table2.md", out / "table2.csv"]
 
 
 def write_cost(frame: pd.DataFrame, out: Path) -> list[Path]:
-    table = tables.cost(frame)
+    table = statistics.cost(frame)
     write_csv(table, out / "cost.csv")
-    (out / "cost.md").write_text(tables.cost_markdown(table))
+    (out / "cost.md").write_text(render.cost_markdown(table))
     return [out / "cost.md", out / "cost.csv"]
 
 
@@ -144,13 +144,13 @@ WRITERS = {"table1": write_table1, "table1_heatmap": figures.table1_heatmap, "ta
 
 def write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:
     """Every table and figure the records allow, into ``out``; says which were left out and why. Records
-    of different configs in one cell are refused (``tables.MixedConfigs``), never silently dropped."""
+    of different configs in one cell are refused (``statistics.MixedConfigs``), never silently dropped."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, write in WRITERS.items():
         try:
             written += write(frame, out)
-        except tables.MixedConfigs:
+        except statistics.MixedConfigs:
             raise
         except ValueError as exc:
             print(f"{name} left out: {exc}")
@@ -200,12 +200,12 @@ def main() -> None:
         try:
             for path in write_tables(frame, args.out):
                 print(f"wrote {path}")
-        except tables.MixedConfigs as exc:
+        except statistics.MixedConfigs as exc:
             raise SystemExit(f"error: {exc}") from None
         return
     if args.victims:  # what tells victims apart: their own config, not the defenses that repaired them
         frame = victims(frame).drop(columns=[c for c in frame if c.startswith("config.defense.")])
-    by = args.by or tables.differing_config_keys(frame, ["dataset", "model", "attack", "defense", "seed"])
+    by = args.by or statistics.differing_config_keys(frame, ["dataset", "model", "attack", "defense", "seed"])
     if by and not args.by:
         print(f"records of one cell differ in {', '.join(by)}: shown as columns (choose with --by / --where)")
     table = victim_table(frame, by) if args.victims else cell_table(frame, by, args.metrics)

@@ -1,7 +1,7 @@
 """Result records read back from Weights & Biases, for users whose runs live there rather than in
 ``results_dir``: offline run directories (``wandb/offline-run-*``, read with ``wandb leet inspect``) or,
 online, a project through the public API. Each W&B run of a cell carries the record's identity, metrics
-and config (``bench.wandb_logger``), so the aggregator builds the same frame from either source.
+and config (``bench.run.wandb_logger``), so the aggregator builds the same frame from either source.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.wandb_logger import IDENTITY_KEYS, SUMMARY_KEYS
+from bench.run.records import IDENTITY_KEYS, SUMMARY_KEYS
 
 INFO_PREFIX = "defense_info/"
 
