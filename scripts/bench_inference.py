@@ -17,8 +17,7 @@ import time
 import torch
 from hydra.utils import instantiate
 
-from bench.config import compose_config
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.metrics import predict
 from bench.run.victims import load_or_train_victim
 
@@ -44,9 +43,10 @@ def main() -> None:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    cfg = compose_config([*args.overrides, "progress=false"])
-    victim = load_or_train_victim(CellContext.of(cfg))
-    device = victim.ctx.device
+    cell = Cell.compose([*args.overrides, "progress=false"])
+    cfg = cell.cfg
+    victim = load_or_train_victim(cell)
+    device = victim.cell.device
     x = victim.data.test.x
     repaired, _ = instantiate(cfg.defense).repair(copy.deepcopy(victim.model), victim.defender_context())
     before, after = median_seconds([victim.model, repaired], x, device, cfg.eval_batch_size, args.repeats)

@@ -13,10 +13,9 @@ import json
 
 import torch
 
-from bench.config import compose_config
 from bench.core.images import to_float
 from bench.defenses._bounds import activation_statistics, find_activations
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.victims import load_or_train_victim
 
 
@@ -26,9 +25,9 @@ def main() -> None:
     p.add_argument("--images", type=int, default=500)
     p.add_argument("--std", type=float, default=4.0)
     args = p.parse_args()
-    cfg = compose_config([*args.overrides, "progress=false"])
-    victim = load_or_train_victim(CellContext.of(cfg))
-    device = victim.ctx.device
+    cell = Cell.compose([*args.overrides, "progress=false"])
+    victim = load_or_train_victim(cell)
+    device = victim.cell.device
     model = victim.model.eval()
     layers = find_activations(model, (torch.nn.ReLU,))
     stats = activation_statistics(model, layers, victim.defender_context().data.x, device)

@@ -22,9 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from bench.config import compose_config
 from bench.defenses.ibau import IBAU
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.metrics import evaluate
 from bench.run.victims import load_or_train_victim
 
@@ -64,8 +63,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, help="rounds per variant (default: the cell's)")
     p.add_argument("overrides", nargs="*", default=["experiment=cpu_cifar_table1", "attack=lira"])
     args = p.parse_args()
-    cfg = compose_config([*args.overrides, "defense=ibau", "logger=none", "progress=false"])
-    victim = load_or_train_victim(CellContext.of(cfg))
+    cell = Cell.compose([*args.overrides, "defense=ibau", "logger=none", "progress=false"])
+    cfg = cell.cfg
+    victim = load_or_train_victim(cell)
     triggered = victim.evaluation().triggered
     defender = victim.defender_context()
     params = {k: v for k, v in OmegaConf.to_container(cfg.defense).items() if k != "_target_"}
@@ -77,7 +77,7 @@ def main() -> None:
     }
     for name, defense in variants.items():
         model, info = defense.repair(copy.deepcopy(victim.model), defender)
-        m = evaluate(model, victim.data.test, triggered, victim.attack.target, victim.ctx.device)
+        m = evaluate(model, victim.data.test, triggered, victim.attack.target, victim.cell.device)
         losses = " ".join(f"{loss:.2f}" for loss, _ in defense.steps)
         norms = " ".join(f"{norm:.3g}" for _, norm in defense.steps)
         print(f"{name}: ACC {m['acc']:.2f} ASR {m['asr']:.2f} | perturbation L2 per round "

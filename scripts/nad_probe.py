@@ -16,11 +16,10 @@ import sys
 import torch.nn as nn
 from hydra.utils import instantiate
 
-from bench.config import compose_config
-from bench.core.engine import fit, set_precision
+from bench.core.engine import fit, precision
 from bench.core.network import stage_ends
 from bench.defenses.nad import AttentionDistillationLoss
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.metrics import evaluate
 from bench.run.victims import load_or_train_victim
 
@@ -29,33 +28,33 @@ STUDENTS = {"student lr 0.01": (0.01, None), "NAD's recipe, fp32": (None, "fp32"
 
 def main() -> None:
     overrides = sys.argv[1:] or ["experiment=cpu_cifar", "attack=badnets"]
-    cfg = compose_config([*overrides, "defense=nad", "logger=none", "progress=false"])
-    victim = load_or_train_victim(CellContext.of(cfg))
+    cell = Cell.compose([*overrides, "defense=nad", "logger=none", "progress=false"])
+    cfg = cell.cfg
+    victim = load_or_train_victim(cell)
     triggered = victim.evaluation().triggered
     defender = victim.defender_context()
-    device = victim.ctx.device
+    device = victim.cell.device
 
     def report(name: str, model: nn.Module, extra: str = "") -> None:
         m = evaluate(model, victim.data.test, triggered, victim.attack.target, device)
         print(f"{name}: ACC {m['acc']:.2f} ASR {m['asr']:.2f}{extra}", flush=True)
 
     teacher = copy.deepcopy(victim.model)
-    fit(
-        teacher, defender.data, instantiate(cfg.defense.teacher_recipe), device, seed=cfg.seed, progress=False
-    )
-    report("teacher (NAD's recipe)", teacher)
+    with precision(cell.precision):
+        fit(teacher, defender.data, instantiate(cfg.defense.teacher_recipe), device, seed=cfg.seed,
+            progress=False)  # fmt: skip
+        report("teacher (NAD's recipe)", teacher)
     teacher.requires_grad_(False)
     layers = stage_ends(victim.model, tuple(defender.data.x.shape[1:]), len(cfg.defense.betas))
-    for name, (lr, precision) in STUDENTS.items():
-        set_precision(precision or cfg.precision)
-        student = copy.deepcopy(victim.model)
-        recipe = instantiate(cfg.defense.recipe, **({"lr": lr} if lr else {}))
-        loss = AttentionDistillationLoss(teacher, layers, list(cfg.defense.betas), cfg.defense.p)
-        out = fit(student, defender.data, recipe, device, seed=cfg.seed + 1, progress=False, loss_fn=loss)
-        curve = " ".join(f"{v:.2f}" for v in out["loss_per_epoch"])
-        report(f"student, {name}", student, f" | final CE {loss.last['ce']:.2f} AT {loss.last['at']:.3f} | "
-               f"loss per epoch: {curve}")  # fmt: skip
-    set_precision(cfg.precision)
+    for name, (lr, numeric) in STUDENTS.items():
+        with precision(numeric or cell.precision):
+            student = copy.deepcopy(victim.model)
+            recipe = instantiate(cfg.defense.recipe, **({"lr": lr} if lr else {}))
+            loss = AttentionDistillationLoss(teacher, layers, list(cfg.defense.betas), cfg.defense.p)
+            out = fit(student, defender.data, recipe, device, seed=cfg.seed + 1, progress=False, loss_fn=loss)
+            curve = " ".join(f"{v:.2f}" for v in out["loss_per_epoch"])
+            last = f"final CE {loss.last['ce']:.2f} AT {loss.last['at']:.3f}"
+            report(f"student, {name}", student, f" | {last} | loss per epoch: {curve}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from bench.catalogue import CONF_DIR
-from bench.config import compose_config
 from bench.core.images import to_float
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.victims import load_or_train_victim
 
 VARIANTS = [("badnets", "paper"), ("reflection", "paper")]
@@ -43,8 +42,9 @@ def main() -> None:
     entries = rows(args.variants)
     fig, axes = plt.subplots(3, len(entries), figsize=(1.1 * len(entries), 3.9))
     for column, (label, extra) in zip(axes.T, entries, strict=True):
-        cfg = compose_config([*args.overrides, *extra, "progress=false", "logger=none", "device=cpu"])
-        victim = load_or_train_victim(CellContext.of(cfg))
+        cell = Cell.compose([*args.overrides, *extra, "progress=false", "logger=none", "device=cpu"])
+        cfg = cell.cfg
+        victim = load_or_train_victim(cell)
         test = victim.data.test
         image = test.x[test.y != victim.attack.target][args.index : args.index + 1]
         clean, triggered = to_float(image), to_float(victim.attack.apply_uint8(image))

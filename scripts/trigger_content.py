@@ -18,9 +18,8 @@ import pandas as pd
 import torch
 
 from bench.attacks._generator import ssim
-from bench.config import compose_config
 from bench.core.images import to_float
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.metrics import percent, predict
 from bench.run.victims import CachedAuxiliaryModels, load_or_train_victim
 
@@ -38,7 +37,7 @@ def main() -> None:
     print("| attack | clean model ACC, clean images | clean model ACC, triggered | SSIM(clean, triggered) |")
     print("|---|---|---|---|")
     for attack in args.attacks:
-        ctx = CellContext.of(compose_config([*args.overrides, f"attack={attack}", "progress=false"]))
+        ctx = Cell.compose([*args.overrides, f"attack={attack}", "progress=false"])
         victim = load_or_train_victim(ctx)  # restores the attack's trigger networks from the cache
         clean_model = CachedAuxiliaryModels(ctx, victim.data).clean_classifier()
         test = victim.data.test

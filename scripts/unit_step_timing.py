@@ -15,13 +15,12 @@ import time
 
 import torch
 
-from bench.config import compose_config
-from bench.core.engine import Recipe, fit, set_precision
+from bench.core.engine import Recipe, fit, precision
 from bench.core.images import to_float
 from bench.defenses import unit as unit_module
 from bench.defenses._base import accuracy, split_train_val
 from bench.defenses._bounds import activation_statistics, activation_types, find_activations, wrap_activations
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.host import compute_info
 from bench.run.victims import load_or_train_victim
 
@@ -39,10 +38,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="steps timed per variant")
     p.add_argument("--chunks", type=int, nargs="+", default=[256, 2000])
     args = p.parse_args()
-    cfg = compose_config(["experiment=cpu_cifar", f"attack={args.attack}", "defense=unit", "logger=none"])
-    ctx = CellContext.of(cfg)
-    victim = load_or_train_victim(ctx)
-    set_precision("fp32")  # UNIT optimises its bounds in float32 whatever the run's precision
+    ctx = Cell.compose(["experiment=cpu_cifar", f"attack={args.attack}", "defense=unit", "logger=none"])
+    victim = load_or_train_victim(ctx)  # UNIT optimises its bounds in float32 whatever the run's precision
     defender = victim.defender_context()
     train, val = split_train_val(defender.data, 0.2, defender.seed)
     model = victim.model.eval()
@@ -65,8 +62,8 @@ def main() -> None:
     # FT's recipe (conf/finetune/sgd.yaml), one epoch over the defender's data, in the run's precision
     recipe = Recipe(epochs=1, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-4)
     fresh = load_or_train_victim(ctx).model
-    set_precision(cfg.precision)
-    stats = fit(fresh, defender.data, recipe, ctx.device, progress=False)
+    with precision(ctx.precision):
+        stats = fit(fresh, defender.data, recipe, ctx.device, progress=False)
     print(
         json.dumps(
             {**base, "part": "ft_epoch", "images": len(defender.data), "seconds": round(stats["seconds"], 3)}

@@ -10,7 +10,7 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 
 from bench.run.cache import ModelCache, cache_key
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.victims import CachedAuxiliaryModels
 from tests.conftest import bundle
 
@@ -62,7 +62,8 @@ def test_meta_sidecar_is_made_once_for_an_entry_older_than_sidecars(tmp_path: Pa
 def test_an_auxiliary_networks_facts_are_reported_from_the_cache_too(tmp_path: Path) -> None:
     """What a network's training reports (LIRA's stage-1 ASR) must reach the record on a cache hit as well:
     the training that measured it may have run in another process."""
-    ctx = CellContext(OmegaConf.create({}), {"seed": 0}, ModelCache(tmp_path), torch.device("cpu"))
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path)})
+    ctx = Cell({}, cfg, {"seed": 0}, "cell", "victim", torch.device("cpu"), "auto")
     trained = []
 
     def train(net: nn.Module, data) -> dict[str, float]:

@@ -25,7 +25,8 @@ from bench.models import Normalized
 from bench.models.mobilenet import mobilenet
 from bench.models.resnet import resnet18
 from bench.models.vgg import vgg11
-from bench.run.cell import run_cell
+from bench.run.cell import Cell
+from bench.run.runner import run_cell
 from tests.conftest import (
     CPU,
     NO_EPOCHS,
@@ -273,7 +274,7 @@ def test_smoke_cell_per_defense_and_architecture(
     smoke_cfg, shared_cache: str, model: str, defense: str
 ) -> None:
     cfg, names = smoke_cfg(f"model={model}", "attack=badnets", f"defense={defense}", shared_cache)
-    record = run_cell(cfg, names)
+    record = run_cell(Cell.of(cfg, names))
     assert record.defense == defense and record.defense_info
     # what the defense says it did, it did: a detector adds test-time detection, a defense that reports
     # leaving the model unchanged changed no prediction, any other changed some

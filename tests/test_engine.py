@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bench.core.engine import Recipe, TrainingHooks, augment, fit
+from bench.core.engine import Recipe, TrainingHooks, augment, autocast, fit, precision
 from bench.core.errors import ConfigError
 from bench.core.images import ImageSet
 
@@ -141,3 +141,23 @@ def test_sam_leaves_batch_norm_statistics_to_the_first_pass() -> None:
     fit(sam, ImageSet(x, y), Recipe(**base, sam_rho=0.05), torch.device("cpu"), loss_fn=mse, progress=False)
     assert torch.equal(plain.bn.running_mean, sam.bn.running_mean)
     assert torch.equal(plain.bn.running_var, sam.bn.running_var)
+
+
+def matmul_dtype() -> torch.dtype:
+    with autocast(torch.device("cpu")):
+        return (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+
+
+def test_precision_holds_for_its_block_only() -> None:
+    """A cell's precision is the precision of its run, never of the process: it ends with the block, even
+    when the block fails, so the next cell of a sweep starts from the default."""
+    assert matmul_dtype() == torch.float32  # auto: float32 on the CPU
+    with pytest.raises(RuntimeError), precision("bf16"):
+        assert matmul_dtype() == torch.bfloat16
+        with precision("fp32"):
+            assert matmul_dtype() == torch.float32
+        assert matmul_dtype() == torch.bfloat16
+        raise RuntimeError("the cell failed")
+    assert matmul_dtype() == torch.float32
+    with pytest.raises(ConfigError, match="precision must be one of"), precision("fp16"):
+        pass

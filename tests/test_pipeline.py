@@ -17,10 +17,11 @@ import pytest
 import torch
 from filelock import FileLock
 
-from bench.run import cell
-from bench.run.cell import run_cell
+from bench.run import runner
+from bench.run.cell import Cell
 from bench.run.identity import cell_id, semantic_config
 from bench.run.records import claim_path, read_records, record_path
+from bench.run.runner import run_cell
 from bench.run.wandb_logger import WandbLogger
 from tests.conftest import REPO, SMOKE_DATASET, group_options, is_timm, needs_smoke_data, slow_params
 
@@ -29,7 +30,7 @@ pytestmark = needs_smoke_data
 
 def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
     cfg, names = smoke_cfg("attack=badnets", "defense=ft")
-    first = run_cell(cfg, names)
+    first = run_cell(Cell.of(cfg, names))
     assert not first.cache_hit and first.asr_before > 50
     assert len(first.curves["victim"]) == 2 and len(first.curves["defense"]) == 1  # train / FT epochs
     assert len(first.curves["victim_acc"]) == 2 and all(0 <= a <= 100 for a in first.curves["victim_acc"])
@@ -42,9 +43,11 @@ def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
     assert compute["cpu"] and compute["victim"]["cpu"] == compute["cpu"]
     stored = json.loads(record_path(cfg.results_dir, first.cell_id).read_text())
     assert stored == json.loads(json.dumps(first.to_dict(), default=str))  # the file holds what was returned
-    assert run_cell(cfg, names).started_at == first.started_at  # the record exists: the cell is skipped
+    assert (
+        run_cell(Cell.of(cfg, names)).started_at == first.started_at
+    )  # the record exists: the cell is skipped
     cfg.overwrite = True
-    second = run_cell(cfg, names)
+    second = run_cell(Cell.of(cfg, names))
     assert second.cache_hit and second.acc_before == first.acc_before
     assert second.attack_train_s == first.attack_train_s
     records = read_records(cfg.results_dir)
@@ -52,7 +55,7 @@ def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
     assert records[0]["started_at"] >= first.started_at and records[0]["cache_hit"]  # rewritten
     record_path(cfg.results_dir, first.cell_id).unlink()  # a deleted (or never written) record
     cfg.overwrite = False
-    assert run_cell(cfg, names).cache_hit and len(read_records(cfg.results_dir)) == 1
+    assert run_cell(Cell.of(cfg, names)).cache_hit and len(read_records(cfg.results_dir)) == 1
 
 
 def test_cell_claimed_by_another_process_is_skipped(smoke_cfg) -> None:
@@ -61,19 +64,19 @@ def test_cell_claimed_by_another_process_is_skipped(smoke_cfg) -> None:
     claim = claim_path(cfg.results_dir, cid)
     claim.parent.mkdir(parents=True)
     with FileLock(str(claim)):  # what a second sweep over the same list holds while it runs the cell
-        assert run_cell(cfg, names) is None
+        assert run_cell(Cell.of(cfg, names)) is None
     assert read_records(cfg.results_dir) == []
-    record = run_cell(cfg, names)  # released: this process runs it, and leaves no claim file behind
+    record = run_cell(Cell.of(cfg, names))  # released: this process runs it, and leaves no claim file behind
     assert record.cell_id == cid and not claim.exists()
 
 
 def test_clean_model_accuracy_is_reported_once_cached(smoke_cfg) -> None:
     clean_cfg, clean_names = smoke_cfg("attack=none", "defense=none")
-    clean = run_cell(clean_cfg, clean_names)
+    clean = run_cell(Cell.of(clean_cfg, clean_names))
     assert clean.asr is None and clean.der is None
     assert clean.acc_clean_model == clean.acc_before == clean.acc
     cfg, names = smoke_cfg("attack=blend", "defense=none")
-    record = run_cell(cfg, names)
+    record = run_cell(Cell.of(cfg, names))
     assert record.acc_clean_model == clean.acc_before
 
 
@@ -182,7 +185,7 @@ def test_sweep_goes_on_past_a_failing_cell_and_names_it(tmp_path: Path) -> None:
 
 def test_a_chance_victim_is_flagged_in_its_record(smoke_cfg) -> None:
     cfg, names = smoke_cfg("attack=badnets", "defense=ft", "train.epochs=1", "train.lr=1e-9")  # untrained
-    record = run_cell(cfg, names)
+    record = run_cell(Cell.of(cfg, names))
     assert any(w.startswith("victim ACC") and "at chance" in w for w in record.warnings)
     assert any("did not take" in w for w in record.warnings)
 
@@ -259,18 +262,18 @@ def test_sigterm_mid_cell_leaves_no_record_and_a_rerun_completes(tmp_path: Path)
 def test_a_swallowed_sigterm_still_stops_the_cell_before_its_record(smoke_cfg, monkeypatch) -> None:
     """The SIGTERM handler's raise can be lost (the interpreter drops an exception raised inside a
     finalizer); the flag it sets still stops the cell before its record, and releases the claim."""
-    monkeypatch.setattr(cell, "PREEMPTED", flag := threading.Event())
+    monkeypatch.setattr(runner, "PREEMPTED", flag := threading.Event())
     flag.set()
     cfg, names = smoke_cfg("defense=none")
-    with pytest.raises(cell.Preempted):
-        run_cell(cfg, names)
+    with pytest.raises(runner.Preempted):
+        run_cell(Cell.of(cfg, names))
     assert read_records(cfg.results_dir) == [] and not list(Path(cfg.results_dir).glob(".*.claim"))
 
 
 def test_wandb_offline_run_is_written(smoke_cfg, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg, names = smoke_cfg("logger=wandb", f"logger.dir={tmp_path}", "defense=none")
-    run_cell(cfg, names)
+    run_cell(Cell.of(cfg, names))
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
 
@@ -300,7 +303,7 @@ def test_every_model_runs_in_plain_smoke_form(smoke_cfg, model: str) -> None:
     """``experiment=smoke model=<any>``, no other override: the suite's own architectures at 1/8 width
     (``model_width``), timm models at theirs."""
     cfg, names = smoke_cfg(f"model={model}", "defense=none")
-    record = run_cell(cfg, names)
+    record = run_cell(Cell.of(cfg, names))
     assert record.model == model
     assert cfg.model.get("width", 1.0) == (1.0 if is_timm(model) else 0.125)
 
@@ -308,7 +311,7 @@ def test_every_model_runs_in_plain_smoke_form(smoke_cfg, model: str) -> None:
 @pytest.mark.parametrize("name", [a for a in group_options("attack") if a != "none"])
 def test_smoke_cell_per_attack(smoke_cfg, name: str) -> None:
     cfg, names = smoke_cfg(f"attack={name}", "defense=none", *SMOKE_ATTACK_OVERRIDES.get(name, []))
-    record = run_cell(cfg, names)
+    record = run_cell(Cell.of(cfg, names))
     if name not in CLEAN_LABEL:  # the smoke victim learnt the backdoor: above chance
         assert record.asr_before > 100 / 10 + 5
     assert record.asr == record.asr_before  # defense=none

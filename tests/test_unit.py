@@ -19,7 +19,8 @@ from bench.defenses._bounds import (
 from bench.defenses.clip_uniform import UniformClip
 from bench.defenses.unit import UNIT, AlphaSchedule
 from bench.models.resnet import resnet18
-from bench.run.cell import run_cell
+from bench.run.cell import Cell
+from bench.run.runner import run_cell
 from tests.conftest import needs_smoke_data, slow_params, toy_data, trained_toy_model
 
 CPU = torch.device("cpu")
@@ -120,7 +121,7 @@ def test_uniform_clip_bounds_match_statistics() -> None:
 @pytest.mark.parametrize("model", ["resnet18", *slow_params("preact_resnet18", "vgg11", "mobilenet")])
 def test_unit_smoke_cell_on_architectures(smoke_cfg, model: str) -> None:
     cfg, names = smoke_cfg(f"model={model}", "defense=unit", "defense.steps=10")
-    record = run_cell(cfg, names)
+    record = run_cell(Cell.of(cfg, names))
     info = record.defense_info
     assert info["steps_run"] == 10 and not info["early_stopped"]
     if info["found_feasible"]:  # the bounds it keeps meet its own validation constraint (eps 2%)
@@ -208,15 +209,15 @@ def test_unit_early_stop_is_an_option() -> None:
     assert info["early_stopped"] and info["steps_run"] < 200
 
 
-def test_unit_optimises_in_float32_under_bf16_precision(monkeypatch) -> None:
+def test_unit_optimises_in_float32_under_bf16_precision() -> None:
     """The bound gradients are float32 whatever ``precision`` says (bf16 would round bounds of 1-4 to
     0.008-0.016, coarser than one Adam step)."""
     seen = []
-    monkeypatch.setattr(engine, "_precision", "bf16")
     data = halves_data()
     model = halves_model()
     model[2].register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
-    UNIT(eps=0.02, steps=2, augment="none").repair(model, DefenderContext(data, 10, CPU, progress=False))
+    with engine.precision("bf16"):
+        UNIT(eps=0.02, steps=2, augment="none").repair(model, DefenderContext(data, 10, CPU, progress=False))
     assert seen and set(seen) == {torch.float32}
 
 

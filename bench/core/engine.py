@@ -4,7 +4,7 @@ Data stays in memory as uint8 tensors on the training device; each step gathers 
 to float in [0, 1], lets the attack transform it (in-batch poisoning, generators trained jointly with the
 classifier), applies batched augmentation and takes an SGD step. No DataLoader, no per-sample PIL work.
 channels_last everywhere; bf16 autocast on CUDA, and on the CPU too under ``precision=bf16`` (see
-``set_precision``).
+``precision``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
@@ -188,26 +190,33 @@ def progress_bar(
 
 Precision = Literal["auto", "bf16", "fp32"]
 PRECISIONS = get_args(Precision)
-_precision = "auto"
+# The precision of the work running now: set for a block by ``precision`` (a cell's whole run), never for
+# the process, so one cell's setting cannot leak into the next one a process runs.
+_PRECISION: ContextVar[str] = ContextVar("precision", default="auto")
 
 
-def set_precision(name: str) -> None:
-    """The process-wide numeric precision of training and evaluation (the ``precision`` config key).
+@contextmanager
+def precision(name: str) -> Iterator[None]:
+    """Train and evaluate at numeric precision ``name`` inside the block (a cell's ``precision`` key).
 
     ``auto``: bf16 autocast on CUDA, fp32 on the CPU (what every record before this key ran with);
     ``bf16``: bf16 autocast on every device (on a CPU with AVX-512 BF16 / AMX, measured about 1.9x faster
     training; elsewhere emulated and slow); ``fp32``: no autocast anywhere.
     """
-    global _precision
     if name not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {name!r}")
-    _precision = name
+    token = _PRECISION.set(name)
+    try:
+        yield
+    finally:
+        _PRECISION.reset(token)
 
 
 def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
     """bf16 autocast where the run's precision asks for it; ``enabled=False`` forces float32 (a
     computation whose answer bf16's resolution would change, e.g. UNIT's bounds)."""
-    on = enabled and (_precision == "bf16" or (_precision == "auto" and device.type == "cuda"))
+    now = _PRECISION.get()
+    on = enabled and (now == "bf16" or (now == "auto" and device.type == "cuda"))
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
 
 

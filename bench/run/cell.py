@@ -1,195 +1,74 @@
-"""One grid cell: claim it, repair its victim with the defense, evaluate, write the record (+ W&B).
-
-A cell whose record exists is not run again unless ``overwrite=true``, so sweeps resume where they
-stopped. A cell another process is running (it holds the cell's claim) is skipped, so several sweeps over
-one list share its cells (``scripts/sweep_two_cores.sh`` runs one per core).
-"""
+"""The one value naming a grid cell, built once at entry and handed to everything that works on it: its
+group names, config and semantic (hashed) config, its id, where its record, claim and failure files go,
+its victim's cache key, device and numeric precision."""
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from filelock import FileLock, Timeout
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
-from bench.core.errors import ConfigError
-from bench.defenses import Defense, Detector
-from bench.run.context import CellContext
-from bench.run.host import compute_info, git_sha
-from bench.run.identity import CLEAN_ATTACK, GROUPS, cell_id, cell_label, container, is_clean, victim_key
-from bench.run.metrics import der, detection, evaluate
-from bench.run.records import (
-    SCHEMA_VERSION,
-    Record,
-    RecordLogger,
-    claim_path,
-    failure_path,
-    read_record,
-    record_path,
-    sanity_warnings,
-    write_record,
-)
-from bench.run.victims import Victim, load_or_train_victim
-
-log = logging.getLogger(__name__)
+from bench.config import compose_config
+from bench.run.cache import ModelCache
+from bench.run.host import resolve_device
+from bench.run.identity import GROUPS, cell_id, cell_label, semantic_config, victim_key
+from bench.run.records import claim_path, failure_path, record_path
+from bench.run.validation import validate
 
 
-class Preempted(BaseException):
-    """SIGTERM arrived (what SLURM sends before it kills a preempted or timed-out job). A BaseException,
-    so no handler takes it for a failure: the cell stops, its claim is released, nothing is recorded."""
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a grid (``Cell.of``: after every setting of its config is checked)."""
 
+    names: dict[str, str]  # the option of each group: dataset, model, attack, defense
+    cfg: DictConfig
+    sem: dict[str, Any]
+    id: str
+    victim_key: str
+    device: torch.device
+    precision: str
 
-# Set with the raise: the interpreter drops an exception raised inside a finalizer, and then the flag
-# still stops the cell before its record is written.
-PREEMPTED = threading.Event()
+    @classmethod
+    def of(cls, cfg: DictConfig, names: dict[str, str] | None = None) -> Cell:
+        """The cell of ``cfg`` (``names``: the groups' options; by default those Hydra chose for the running
+        job), after checking every key of it (``bench.run.validation``)."""
+        validate(cfg)
+        names = names if names is not None else {g: HydraConfig.get().runtime.choices[g] for g in GROUPS}
+        sem = semantic_config(cfg)
+        key = victim_key(sem, sem["attack"])
+        return cls(names, cfg, sem, cell_id(names, sem), key, resolve_device(cfg.device), cfg.precision)
 
+    @classmethod
+    def compose(cls, overrides: list[str]) -> Cell:
+        """The cell ``python -m bench <overrides>`` would run (for scripts and tests)."""
+        cfg = compose_config(overrides, return_hydra_config=True)
+        names = {g: cfg.hydra.runtime.choices[g] for g in GROUPS}
+        with_hydra = OmegaConf.to_container(cfg, resolve=False)
+        del with_hydra["hydra"]
+        return cls.of(OmegaConf.create(with_hydra), names)
 
-def stop_on_sigterm(signum: int, frame: object) -> None:
-    PREEMPTED.set()
-    raise Preempted
+    @property
+    def label(self) -> str:
+        """``dataset=... model=... attack=... defense=...``: how lines and failure files name the cell."""
+        return cell_label(self.names)
 
+    @property
+    def record_path(self) -> Path:
+        return record_path(self.cfg.results_dir, self.id)
 
-def build_logger(node: DictConfig | None) -> RecordLogger | None:
-    """The configured logger, or None for ``logger=none``; an entry without ``_target_`` is an error."""
-    if not node:
-        return None
-    if "_target_" not in node:
-        raise ConfigError(f"logger config has no _target_: {container(node)}")
-    return instantiate(node)
+    @property
+    def claim_path(self) -> Path:
+        return claim_path(self.cfg.results_dir, self.id)
 
+    @property
+    def failure_path(self) -> Path:
+        return failure_path(self.cfg.results_dir, self.id)
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def run_cell(cfg: DictConfig, names: dict[str, str]) -> Record | None:
-    """Run one cell and return its record (also written to ``results_dir``); the existing record when
-    there is one (and no ``overwrite``); None when another process holds the cell."""
-    ctx = CellContext.of(cfg)
-    cid = cell_id(names, ctx.sem)
-    path = record_path(cfg.results_dir, cid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    claim = FileLock(str(claim_path(cfg.results_dir, cid)), timeout=0)
-    try:
-        claim.acquire()
-    except Timeout:
-        log.info("cell running in another process, skipped: %s", path)
-        return None
-    try:
-        if path.exists() and not cfg.get("overwrite", False):  # checked under the claim: no double run
-            log.info("record exists, cell skipped (overwrite=true redoes it): %s", path)
-            return read_record(path)
-        logger = build_logger(cfg.get("logger"))
-        log.info("cell %s started; its record will be %s", cid, path)
-        record = CellRun(ctx, names, cid).run()
-        if PREEMPTED.is_set():
-            raise Preempted
-        write_record(path, record)
-        failure_path(cfg.results_dir, cid).unlink(missing_ok=True)  # a failure of an earlier attempt
-        if logger is not None:
-            logger.log_record(record)
-        return record
-    finally:
-        claim.release()
-        Path(claim.lock_file).unlink(missing_ok=True)
-
-
-class CellRun:
-    """The claimed cell's work, from the cached victim to its record."""
-
-    def __init__(self, ctx: CellContext, names: dict[str, str], cid: str) -> None:
-        self.ctx, self.names, self.cid = ctx, names, cid
-
-    def clean_acc(self, victim: Victim) -> float | None:
-        """The row's clean model's ACC, from its cache entry's summary (None while it is not trained)."""
-        if is_clean(self.ctx.sem):
-            return victim.entry.meta.acc
-        meta = self.ctx.cache.meta(victim_key(self.ctx.sem, CLEAN_ATTACK))
-        return meta["acc"] if meta else None
-
-    def run(self) -> Record:
-        cfg, device = self.ctx.cfg, self.ctx.device
-        started_at = now()
-        defense: Defense = instantiate(cfg.defense)
-        victim = load_or_train_victim(self.ctx)
-
-        start = time.perf_counter()
-        evaluation = victim.evaluation()
-        eval_s = time.perf_counter() - start
-        before, triggered = evaluation.metrics, evaluation.triggered
-
-        start = time.perf_counter()
-        model, info = defense.repair(victim.model, victim.defender_context())
-        defense_s = time.perf_counter() - start
-
-        start = time.perf_counter()
-        target, test, batch = victim.attack.target, victim.data.test, cfg.eval_batch_size
-        after = evaluate(model, test, triggered, target, device, batch)
-        detection_info = (
-            detection(model, test, triggered, device, batch) if isinstance(model, Detector) else {}
-        )
-        eval_s += time.perf_counter() - start
-
-        meta = victim.entry.meta
-        # per-epoch losses and training accuracies; the defense's leave its info so the record keeps them once
-        curves = {
-            "victim": meta.loss_per_epoch, "victim_acc": meta.acc_per_epoch,
-            "defense": info.pop("loss_per_epoch", []), "defense_acc": info.pop("acc_per_epoch", []),
-        }  # fmt: skip
-        return Record(
-            schema_version=SCHEMA_VERSION,
-            cell_id=self.cid,
-            **{g: self.names[g] for g in GROUPS},
-            seed=cfg.seed,
-            acc_clean_model=self.clean_acc(victim),
-            acc_before=before["acc"],
-            asr_before=before["asr"],
-            ra_before=before["ra"],
-            acc=after["acc"],
-            asr=after["asr"],
-            ra=after["ra"],
-            der=der(before["acc"], before["asr"], after["acc"], after["asr"]),
-            attack_train_s=meta.train_s,
-            aux_train_s=meta.aux_train_s,
-            defense_s=round(defense_s, 3),
-            eval_s=round(eval_s, 3),
-            cache_hit=victim.cache_hit,
-            device=str(device),
-            compute={**compute_info(), "victim": meta.compute},
-            git_sha=git_sha(),
-            started_at=started_at,
-            finished_at=now(),
-            config=container(cfg),
-            attack_info=meta.attack_info,
-            defense_info=info,
-            detection_info=detection_info,
-            curves={name: curve for name, curve in curves.items() if curve},
-            victim_checkpoint=str(self.ctx.cache.path(victim.key)),
-            warnings=[  # what the attack flagged about its victim, then the cell's own sanity flags
-                *meta.attack_info.get("warnings", []),
-                *sanity_warnings(
-                    victim.data.num_classes, self.names["defense"], before, after, detection_info
-                ),
-            ],
-        )
-
-
-def summary_line(record: Record) -> str:
-    """The line a finished cell prints: its groups, the victim's and the repaired model's metrics."""
-
-    def fmt(v: float | None) -> str:
-        return "  n/a" if v is None else f"{v:6.2f}"
-
-    cell = cell_label({g: getattr(record, g) for g in GROUPS})
-    cached = " (cached model)" if record.cache_hit else ""
-    flags = "".join(f" | WARNING: {w}" for w in record.warnings)
-    return (
-        f"{cell} | before: ACC {fmt(record.acc_before)} ASR {fmt(record.asr_before)} | after: ACC "
-        f"{fmt(record.acc)} ASR {fmt(record.asr)} RA {fmt(record.ra)} | "
-        f"defense {record.defense_s:.1f}s{cached}{flags}"
-    )
+    @cached_property
+    def cache(self) -> ModelCache:
+        return ModelCache(self.cfg.cache_dir)

@@ -20,11 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 import bench.config  # noqa: F401 (registers the budget resolvers the configs use)
 from bench.catalogue import CONF_DIR
 from bench.core.errors import SettingError, config_error
-from bench.run.cell import Preempted, now, run_cell, stop_on_sigterm, summary_line
+from bench.run.cell import Cell
 from bench.run.host import compute_info, git_sha
-from bench.run.identity import GROUPS, cell_id, cell_label, semantic_config
+from bench.run.identity import GROUPS, cell_label
 from bench.run.plan import PLAN_MARKER, plan_cell, plan_line, sweep_summary
-from bench.run.records import failure_path, record_path
+from bench.run.runner import Preempted, now, run_cell, stop_on_sigterm, summary_line
 
 log = logging.getLogger("bench")
 
@@ -49,23 +49,19 @@ FAILURE_MARKER = "failure.json"
 OUTCOME_MARKER = "outcome.json"
 
 
-def record_failure(
-    cfg: DictConfig, names: dict[str, str], message: str, job_dir: Path, started: bool = True
-) -> None:
-    """Keep a failed cell's error in its job directory, so the sweep can name it, and, when the cell had
-    ``started`` (its settings passed the checks), beside its record's place (``<cell_id>.failed``); a
+def record_failure(names: dict[str, str], cell: Cell | None, message: str, job_dir: Path) -> None:
+    """Keep a failed cell's error in its job directory, so the sweep can name it, and, when the ``cell``
+    is given (its settings passed the checks), beside its record's place (``<cell_id>.failed``); a
     rerun retries it (a failure is never a record)."""
     failure = {"cell": cell_label(names), "error": message, "git_sha": git_sha(), "argv": sys.argv}
     where = "none: the settings were refused before the cell started"
-    if started:
+    if cell is not None:
         try:
-            cid = cell_id(names, semantic_config(cfg))
-            path = failure_path(cfg.results_dir, cid)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**failure, "cell_id": cid, "config": OmegaConf.to_container(cfg)},
-                                       indent=2, default=str) + "\n")  # fmt: skip
-            where = str(path)
-        except Exception as exc:  # the config itself may be what failed, or results_dir unwritable
+            cell.failure_path.parent.mkdir(parents=True, exist_ok=True)
+            kept = {**failure, "cell_id": cell.id, "config": OmegaConf.to_container(cell.cfg)}
+            cell.failure_path.write_text(json.dumps(kept, indent=2, default=str) + "\n")
+            where = str(cell.failure_path)
+        except OSError as exc:  # results_dir unwritable
             where = f"not written: {exc}"
     (job_dir / FAILURE_MARKER).write_text(json.dumps({**failure, "failure_file": where}, indent=2) + "\n")
 
@@ -121,13 +117,15 @@ def main(cfg: DictConfig) -> None:
     started = now()
     write_environment(job_dir)
     names = {g: hc.runtime.choices[g] for g in GROUPS}
+    cell = None
     try:
+        cell = Cell.of(cfg, names)  # every setting checked; the one value the rest of the run takes
         if cfg.get("dry_run", False):
-            plan = plan_cell(cfg, names)
+            plan = plan_cell(cell)
             (job_dir / PLAN_MARKER).write_text(json.dumps(plan, indent=2) + "\n")
             print(plan_line(plan))
             return
-        record = run_cell(cfg, names)
+        record = run_cell(cell)
     except Preempted:
         print("error: SIGTERM: the cell stopped before its end; no record written, its claim released "
               "(rerun the command to run it)", file=sys.stderr)  # fmt: skip
@@ -137,7 +135,8 @@ def main(cfg: DictConfig) -> None:
         message = str(err) if err is not None else f"{type(exc).__name__}: {exc}"
         if err is None:
             log.exception("cell failed")
-        record_failure(cfg, names, message, job_dir, started=not isinstance(err, SettingError))
+        refused = isinstance(err, SettingError)  # a setting refused: no failure beside the records
+        record_failure(names, None if refused else cell, message, job_dir)
         print(f"error: {message}", file=sys.stderr)
         if hc.mode == RunMode.MULTIRUN:
             return  # the sweep goes on; SweepReport names the failed cells at its end
@@ -149,5 +148,4 @@ def main(cfg: DictConfig) -> None:
     (job_dir / OUTCOME_MARKER).write_text(json.dumps({"cell": cell_label(names), "outcome": outcome}) + "\n")
     if record is not None:  # None: another process holds the cell
         overrides = " ".join(hc.overrides.task) or "none"
-        path = record_path(cfg.results_dir, record.cell_id)
-        log.info("%s | overrides: %s | record: %s", summary_line(record), overrides, path)
+        log.info("%s | overrides: %s | record: %s", summary_line(record), overrides, cell.record_path)

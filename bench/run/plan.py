@@ -12,12 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.host import compute_info
-from bench.run.identity import MODEL_KEYS, cell_id, cell_label, semantic_config, victim_key
-from bench.run.records import read_records, record_path
+from bench.run.identity import MODEL_KEYS, semantic_config
+from bench.run.records import read_records
 
 # Written into each job directory of a dry run; the sweep report sums them.
 PLAN_MARKER = "plan.json"
@@ -65,20 +63,18 @@ def records_of(results_dir: str) -> tuple[dict, ...]:
     return tuple(read_records(results_dir))
 
 
-def plan_cell(cfg: DictConfig, names: dict[str, str]) -> dict[str, Any]:
+def plan_cell(cell: Cell) -> dict[str, Any]:
     """What running this cell would do: its id, record, whether it trains its victim, and for how long."""
-    ctx = CellContext.of(cfg)
-    cid = cell_id(names, ctx.sem)
-    record = record_path(cfg.results_dir, cid)
-    victim = victim_key(ctx.sem, ctx.sem["attack"])
-    cached, recorded = ctx.cache.path(victim).exists(), record.exists()
-    estimate = None if recorded else estimate_seconds(ctx.sem, names, not cached, records_of(cfg.results_dir))
+    record = cell.record_path
+    cached, recorded = cell.cache.path(cell.victim_key).exists(), record.exists()
+    records = records_of(cell.cfg.results_dir)
+    estimate = None if recorded else estimate_seconds(cell.sem, cell.names, not cached, records)
     return {
-        "cell": cell_label(names),
-        "cell_id": cid,
+        "cell": cell.label,
+        "cell_id": cell.id,
         "record": str(record),
         "recorded": recorded,
-        "victim": victim,
+        "victim": cell.victim_key,
         "victim_cached": cached,
         "estimate_s": estimate,
     }

@@ -14,13 +14,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from bench.attacks import Attack, AttackContext, TrainNetwork
-from bench.core.engine import fit, prepare_model, set_precision
+from bench.core.engine import fit, precision, prepare_model
 from bench.core.errors import check_fraction
 from bench.core.images import DataBundle, ImageSet, balanced_subset
 from bench.defenses import DefenderContext
 from bench.models import Normalized
 from bench.run.cache import cache_key
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.host import compute_info, seed_everything
 from bench.run.identity import CLEAN_ATTACK, model_key, victim_key
 from bench.run.metrics import TriggeredTestSet, evaluate
@@ -79,15 +79,15 @@ class VictimEvaluation:
         return cls(payload["metrics"], TriggeredTestSet(**triggered) if triggered else None)
 
 
-def build_model(ctx: CellContext, data: DataBundle) -> nn.Module:
-    return Normalized(instantiate(ctx.cfg.model, num_classes=data.num_classes), data.mean, data.std)
+def build_model(cell: Cell, data: DataBundle) -> nn.Module:
+    return Normalized(instantiate(cell.cfg.model, num_classes=data.num_classes), data.mean, data.std)
 
 
-def load_model(ctx: CellContext, data: DataBundle, state: StateDict) -> nn.Module:
+def load_model(cell: Cell, data: DataBundle, state: StateDict) -> nn.Module:
     """The cell's architecture with cached weights, on the cell's device in channels_last."""
-    model = build_model(ctx, data)
+    model = build_model(cell, data)
     model.load_state_dict(state)
-    return prepare_model(model, ctx.device)
+    return prepare_model(model, cell.device)
 
 
 def cpu_state(module: nn.Module) -> StateDict:
@@ -99,8 +99,8 @@ class CachedAuxiliaryModels:
     """``bench.attacks.AuxiliaryModels`` for one cell: every network an attack trains before poisoning
     is cached under the cell's data, model, recipe and seed plus the network's name and spec."""
 
-    def __init__(self, ctx: CellContext, data: DataBundle) -> None:
-        self.ctx, self.data = ctx, data
+    def __init__(self, cell: Cell, data: DataBundle) -> None:
+        self.cell, self.data = cell, data
         # training seconds of every auxiliary network used, cached or not: what poisoning really costs
         self.train_s: dict[str, float] = {}
         # what each network's training reported about itself (e.g. LIRA's stage-1 ASR), cached with it so a
@@ -109,18 +109,18 @@ class CachedAuxiliaryModels:
 
     def clean_classifier(self) -> nn.Module:
         def train() -> dict[str, Any]:
-            clean: Attack = instantiate(CLEAN_ATTACK, seed=self.ctx.cfg.seed)
+            clean: Attack = instantiate(CLEAN_ATTACK, seed=self.cell.cfg.seed)
             clean.setup(self.data)
-            return train_victim(self.ctx, self.data, clean).payload()
+            return train_victim(self.cell, self.data, clean).payload()
 
-        payload, _ = self.ctx.cache.get_or_create(victim_key(self.ctx.sem, CLEAN_ATTACK), train)
+        payload, _ = self.cell.cache.get_or_create(victim_key(self.cell.sem, CLEAN_ATTACK), train)
         entry = VictimEntry.from_payload(payload)
         self.train_s["clean_classifier"] = entry.meta.train_s + entry.meta.aux_train_s
-        return load_model(self.ctx, self.data, entry.model).eval()
+        return load_model(self.cell, self.data, entry.model).eval()
 
     def new_classifier(self) -> nn.Module:
-        torch.manual_seed(self.ctx.cfg.seed)
-        return build_model(self.ctx, self.data)
+        torch.manual_seed(self.cell.cfg.seed)
+        return build_model(self.cell, self.data)
 
     def network(self, name: str, spec: dict[str, Any], module: nn.Module, train: TrainNetwork) -> nn.Module:
         def build() -> dict[str, Any]:
@@ -129,28 +129,28 @@ class CachedAuxiliaryModels:
             meta = {"train_s": round(time.perf_counter() - start, 3), **({"facts": facts} if facts else {})}
             return {"model": cpu_state(module), "meta": meta}
 
-        payload, _ = self.ctx.cache.get_or_create(model_key(self.ctx.sem, auxiliary=name, spec=spec), build)
+        payload, _ = self.cell.cache.get_or_create(model_key(self.cell.sem, auxiliary=name, spec=spec), build)
         self.train_s[name] = payload["meta"]["train_s"]
         if payload["meta"].get("facts"):
             self.facts[name] = payload["meta"]["facts"]
         module.load_state_dict(payload["model"])
-        return module.to(self.ctx.device).eval()
+        return module.to(self.cell.device).eval()
 
     def classifier(self, name: str, spec: dict[str, Any], train: TrainNetwork) -> nn.Module:
-        return prepare_model(self.network(name, spec, self.new_classifier(), train), self.ctx.device)
+        return prepare_model(self.network(name, spec, self.new_classifier(), train), self.cell.device)
 
 
-def train_victim(ctx: CellContext, data: DataBundle, attack: Attack) -> VictimEntry:
+def train_victim(cell: Cell, data: DataBundle, attack: Attack) -> VictimEntry:
     """Poison (training any auxiliary network the attack needs) and train the model from scratch."""
-    cfg, device = ctx.cfg, ctx.device
+    cfg, device = cell.cfg, cell.device
     recipe = instantiate(cfg.train)
     attack.to(device)
-    models = CachedAuxiliaryModels(ctx, data)
+    models = CachedAuxiliaryModels(cell, data)
     start = time.perf_counter()
     poisoned = attack.poison(data.train, AttackContext(device, recipe, models, cfg.progress))
     aux_s = time.perf_counter() - start
     torch.manual_seed(cfg.seed)
-    model = build_model(ctx, data)
+    model = build_model(cell, data)
     start = time.perf_counter()
     stats = fit(model, poisoned, recipe, device, hooks=attack,
                 seed=cfg.seed, desc="victim", progress=cfg.progress)  # fmt: skip
@@ -167,13 +167,12 @@ def train_victim(ctx: CellContext, data: DataBundle, attack: Attack) -> VictimEn
 class Victim:
     """The (backdoored) model of a cell with the data and attack it was made with."""
 
-    ctx: CellContext
+    cell: Cell
     data: DataBundle
     attack: Attack
     model: nn.Module
     entry: VictimEntry
     cache_hit: bool
-    key: str
 
     def evaluation(self) -> VictimEvaluation:
         """The triggered test set and the victim's own ACC/ASR/RA, computed once per victim and cached
@@ -186,18 +185,19 @@ class Victim:
                 if attack.has_trigger
                 else None
             )
-            metrics = evaluate(self.model, test, triggered, attack.target, self.ctx.device,
-                               self.ctx.cfg.eval_batch_size)  # fmt: skip
+            metrics = evaluate(self.model, test, triggered, attack.target, self.cell.device,
+                               self.cell.cfg.eval_batch_size)  # fmt: skip
             return VictimEvaluation(metrics, triggered).payload()
 
-        payload, _ = self.ctx.cache.get_or_create(evaluation_key(self.key), build)
+        with precision(self.cell.precision):
+            payload, _ = self.cell.cache.get_or_create(evaluation_key(self.cell.victim_key), build)
         return VictimEvaluation.from_payload(payload)
 
     def defender_context(self) -> DefenderContext:
         """The defender's clean data: a seeded, class-balanced share of the clean training set."""
-        cfg = self.ctx.cfg
+        cfg = self.cell.cfg
         defender = self.data.train.subset(defender_indices(self.data.train, cfg))
-        return DefenderContext(defender, self.data.num_classes, self.ctx.device, cfg.seed, cfg.progress)
+        return DefenderContext(defender, self.data.num_classes, self.cell.device, cfg.seed, cfg.progress)
 
 
 def defender_indices(train: ImageSet, cfg: DictConfig) -> torch.Tensor:
@@ -211,19 +211,20 @@ def evaluation_key(victim: str) -> str:
     return cache_key({"evaluated_victim": victim})
 
 
-def load_or_train_victim(ctx: CellContext) -> Victim:
+def load_or_train_victim(cell: Cell) -> Victim:
     """The cell's data and victim model: from the model cache, or trained (and cached) on a miss."""
-    cfg = ctx.cfg
+    cfg = cell.cfg
     check_fraction("defender_ratio", cfg.defender_ratio, high_closed=False)
-    set_precision(cfg.precision)  # for the victim's training and everything the cell does after it
     seed_everything(cfg.seed)
     data: DataBundle = instantiate(cfg.dataset, data_dir=cfg.data_dir).load()
     defender_indices(data.train, cfg)  # refused here, before a victim is trained for nothing
     attack: Attack = instantiate(cfg.attack, seed=cfg.seed)
     attack.setup(data)
-    key = victim_key(ctx.sem, ctx.sem["attack"])
-    payload, hit = ctx.cache.get_or_create(key, lambda: train_victim(ctx, data, attack).payload())
+    with precision(cell.precision):  # also when a script, not a cell's run, asks for the victim
+        payload, hit = cell.cache.get_or_create(
+            cell.victim_key, lambda: train_victim(cell, data, attack).payload()
+        )
     entry = VictimEntry.from_payload(payload)
     attack.load_state_dict(entry.attack)
-    attack.to(ctx.device).eval()
-    return Victim(ctx, data, attack, load_model(ctx, data, entry.model), entry, hit, key)
+    attack.to(cell.device).eval()
+    return Victim(cell, data, attack, load_model(cell, data, entry.model), entry, hit)

@@ -28,10 +28,10 @@ import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from bench.core.engine import set_precision
+from bench.core.engine import precision
 from bench.core.images import ImageSet, to_float
 from bench.defenses._base import DefenderContext, Defense, split_train_val
-from bench.run.context import CellContext
+from bench.run.cell import Cell
 from bench.run.metrics import evaluate
 from bench.run.victims import load_or_train_victim
 
@@ -85,17 +85,16 @@ class OfficialResult:
     log: str = field(default="", repr=False)
 
 
-def load_victim(cfg: DictConfig, val_ratio: float = 0.2) -> ParityVictim:
-    """The cell's cached victim (trained on a miss) and its data, with evaluation in float32 from here on
-    (the official codes evaluate in float32)."""
-    ctx = CellContext.of(cfg)
-    victim = load_or_train_victim(ctx)
-    set_precision("fp32")
+def load_victim(cell: Cell, val_ratio: float = 0.2) -> ParityVictim:
+    """The cell's cached victim (trained on a miss, at the cell's precision) and its data, evaluated in
+    float32 (the official codes evaluate in float32)."""
+    victim = load_or_train_victim(cell)
     evaluation = victim.evaluation()
     defender = victim.defender_context()
     train, val = split_train_val(defender.data, val_ratio, defender.seed)
     model = victim.model.eval()
-    before = evaluate(model, victim.data.test, evaluation.triggered, victim.attack.target, ctx.device)
+    with precision("fp32"):
+        before = evaluate(model, victim.data.test, evaluation.triggered, victim.attack.target, cell.device)
     return ParityVictim(
         model=model,
         mean=tuple(model.mean.flatten().tolist()),
@@ -112,12 +111,14 @@ def load_victim(cfg: DictConfig, val_ratio: float = 0.2) -> ParityVictim:
 
 
 def run_ours(defense_cfg: DictConfig, victim: ParityVictim) -> tuple[float, float, float, dict[str, Any]]:
-    """Our defense (built from its config node) on a fresh copy of the victim: ACC, ASR, seconds, info."""
+    """Our defense (built from its config node) on a fresh copy of the victim, in float32 as the official
+    codes run: ACC, ASR, seconds, info."""
     defense: Defense = instantiate(defense_cfg)
-    start = time.perf_counter()
-    model, info = defense.repair(victim.fresh_model(), victim.defender)
-    seconds = time.perf_counter() - start
-    after = evaluate(model, victim.test, victim.triggered, victim.target, victim.defender.device)
+    with precision("fp32"):
+        start = time.perf_counter()
+        model, info = defense.repair(victim.fresh_model(), victim.defender)
+        seconds = time.perf_counter() - start
+        after = evaluate(model, victim.test, victim.triggered, victim.target, victim.defender.device)
     return after["acc"], after["asr"], seconds, info
 
 

@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from harness import Row, git_commit, load_victim, run_ours, write_row  # noqa: E402
 
 from bench.config import compose_config  # noqa: E402
+from bench.run.cell import Cell  # noqa: E402
 from bench.run.host import compute_info  # noqa: E402
 
 
@@ -78,14 +79,14 @@ def main(argv: list[str] | None = None) -> None:
         s for s in settings if args.rerun or not stored(args, "ours", s).is_file()
     ]  # fmt: skip
     if run_ref or due:  # only for work still to do: with both sides stored, only the rows are written
-        cfg = compose_config(base)
-        victim = load_victim(cfg)
+        cell = Cell.compose(base)
+        victim = load_victim(cell)
         print(
             f"victim {args.attack} seed {args.seed}: ACC {victim.acc:.2f}, ASR {victim.asr:.2f}", flush=True
         )
         cpu, threads = compute_info().get("cpu", ""), torch.get_num_threads()
     if run_ref:
-        ref = adapter.run_official(args.official, victim, adapter.official_config(cfg, victim))
+        ref = adapter.run_official(args.official, victim, adapter.official_config(cell.cfg, victim))
         ref_record = {**asdict(ref), "commit": git_commit(args.official), "cpu": cpu, "threads": threads}
         keep(ref_path, ref_record)
         print(f"official: ACC {ref.acc:.2f}, ASR {ref.asr:.2f}, {ref.seconds:.1f} s", flush=True)
