@@ -70,7 +70,7 @@ def test_cpu_grids_reuse_their_settings_victims(setting: str, grid: str, attack:
     """Shrinking the defenses' budget must not retrain the victims (their auxiliary networks included)."""
     keys = []
     for experiment in (setting, grid):
-        sem = semantic_config(compose_config([f"experiment={experiment}", f"attack={attack}"]))
+        sem = semantic_config(*compose_cfg([f"experiment={experiment}", f"attack={attack}"]))
         keys.append(victim_key(sem, sem["attack"]))
     assert keys[0] == keys[1]
     table1 = compose_config([f"experiment={grid}", "defense=bna"])

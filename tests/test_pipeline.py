@@ -60,7 +60,7 @@ def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
 
 def test_cell_claimed_by_another_process_is_skipped(smoke_cfg) -> None:
     cfg, names = smoke_cfg("attack=badnets", "defense=none")
-    cid = cell_id(names, semantic_config(cfg))
+    cid = cell_id(names, semantic_config(cfg, names))
     claim = claim_path(cfg.results_dir, cid)
     claim.parent.mkdir(parents=True)
     with FileLock(str(claim)):  # what a second sweep over the same list holds while it runs the cell

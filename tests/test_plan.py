@@ -9,6 +9,7 @@ from bench.config import compose_config
 from bench.run.host import compute_info
 from bench.run.identity import semantic_config
 from bench.run.plan import duration, estimate_seconds, plan_line
+from tests.conftest import compose_cfg
 
 
 def record(overrides: list[str], attack: str, defense: str, **fields: object) -> dict:
@@ -17,6 +18,8 @@ def record(overrides: list[str], attack: str, defense: str, **fields: object) ->
     )
     times = {"defense_s": 100.0, "eval_s": 10.0, "attack_train_s": 1000.0, "aux_train_s": 0.0}
     return {
+        "dataset": "cifar10",
+        "model": "resnet18",
         "attack": attack,
         "defense": defense,
         "config": config,
@@ -28,7 +31,7 @@ def record(overrides: list[str], attack: str, defense: str, **fields: object) ->
 
 def test_estimate_from_records_of_the_same_setting_on_this_machine() -> None:
     base = ["experiment=smoke"]
-    sem = semantic_config(compose_config([*base, "attack=badnets", "defense=ft", "seed=3"]))
+    sem = semantic_config(*compose_cfg([*base, "attack=badnets", "defense=ft", "seed=3"]))
     names = {"attack": "badnets", "defense": "ft"}
     records = [
         record(base, "badnets", "ft"),
@@ -40,7 +43,7 @@ def test_estimate_from_records_of_the_same_setting_on_this_machine() -> None:
     assert estimate_seconds(sem, names, True, records) == 1210.0  # + the victim's training
     other_cpu = [{**r, "compute": {**r["compute"], "threads": 999}} for r in records]
     assert estimate_seconds(sem, names, False, other_cpu) is None  # another machine's times say nothing
-    wider = semantic_config(compose_config([*base, "attack=badnets", "defense=ft", "model_width=0.5"]))
+    wider = semantic_config(*compose_cfg([*base, "attack=badnets", "defense=ft", "model_width=0.5"]))
     assert estimate_seconds(wider, names, False, records) is None  # another recipe: no estimate
     assert estimate_seconds(sem, {"attack": "sig", "defense": "ft"}, True, records) is None
 

@@ -10,7 +10,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from bench.run.identity import LATER_KEYS, cell_id, semantic_config
+from bench.run.identity import LATER_KEYS, cell_id, plugin_identity, semantic_config, victim_key
 from tests.conftest import REPO, compose_cfg
 
 COMMITTED = sorted((REPO / "results").glob("**/runs/**/*.json"))
@@ -23,7 +23,10 @@ def names_of(record: dict) -> dict[str, str]:
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO / "results")))
 def test_committed_record_id_is_the_hash_of_its_config(path) -> None:
     record = json.loads(path.read_text())
-    assert cell_id(names_of(record), semantic_config(OmegaConf.create(record["config"]))) == record["cell_id"]
+    assert (
+        cell_id(names_of(record), semantic_config(OmegaConf.create(record["config"]), names_of(record)))
+        == record["cell_id"]
+    )
     assert path.stem == record["cell_id"]
 
 
@@ -39,15 +42,15 @@ def test_grid_command_recomposes_committed_ids(attack: str) -> None:
         if isinstance(value, dict):  # budget.scale_of lists its defenses at null (= no entry)
             value = {k: v for k, v in value.items() if v is not None}
         assert value == default
-    cid = cell_id(names, semantic_config(cfg))
+    cid = cell_id(names, semantic_config(cfg, names))
     assert (REPO / "results" / "cpu" / "runs" / "table1" / f"{cid}.json").is_file()
 
 
 def test_a_later_key_away_from_its_default_changes_the_id() -> None:
     cfg, names = compose_cfg(["experiment=cpu_table1", "attack=badnets", "defense=none"])
-    before = cell_id(names, semantic_config(cfg))
+    before = cell_id(names, semantic_config(cfg, names))
     cfg.precision = "bf16"
-    assert cell_id(names, semantic_config(cfg)) != before
+    assert cell_id(names, semantic_config(cfg, names)) != before
 
 
 def readme_cells() -> list[list[str]]:
@@ -67,5 +70,24 @@ def readme_cells() -> list[list[str]]:
 def test_readme_commands_find_their_committed_records(overrides: list[str]) -> None:
     """Running the README's examples adds no record to a tracked folder: each composes to a committed one."""
     cfg, names = compose_cfg(overrides)
-    cid = cell_id(names, semantic_config(cfg))
+    cid = cell_id(names, semantic_config(cfg, names))
     assert (REPO / "results" / "cpu_cifar" / "runs" / f"{cid}.json").is_file()
+
+
+def test_a_plugin_moved_to_another_module_keeps_its_ids() -> None:
+    """A plug-in is hashed under its config name: moving its class (a new ``_target_``) keeps every cell
+    id and cache key; one added after the table is hashed under its name, not its module path."""
+    cfg, names = compose_cfg(["experiment=cpu_table1", "attack=badnets", "defense=ft"])
+
+    def ids() -> tuple[str, str]:
+        sem = semantic_config(cfg, names)
+        return cell_id(names, sem), victim_key(sem, sem["attack"])
+
+    before = ids()
+    cfg.attack._target_ = "bench.attacks.patches.BadNets"
+    cfg.defense._target_ = "bench.defenses.finetuning.FineTune"
+    assert ids() == before
+    assert (
+        cell_id({**names, "attack": "blend"}, semantic_config(cfg, {**names, "attack": "blend"})) != before[0]
+    )
+    assert plugin_identity("attack", "a_later_attack") == "attack/a_later_attack"

@@ -39,7 +39,7 @@ class Cell:
         job), after checking every key of it (``bench.run.validation``)."""
         validate(cfg)
         names = names if names is not None else {g: HydraConfig.get().runtime.choices[g] for g in GROUPS}
-        sem = semantic_config(cfg)
+        sem = semantic_config(cfg, names)
         key = victim_key(sem, sem["attack"])
         return cls(names, cfg, sem, cell_id(names, sem), key, resolve_device(cfg.device), cfg.precision)
 

@@ -2,8 +2,9 @@
 result), the cell id (the record's file stem) and the cache keys of victims and auxiliary models.
 
 Every committed record and cached model is addressed by these hashes, so they must not move when code
-does: keys added later and classes moved later are hashed as they were when the first records were made
-(``LATER_KEYS``, ``MOVED_MODULES``); ``tests/test_records.py`` proves it on the committed records.
+does: keys added later are hashed as they were when the first records were made (``LATER_KEYS``), each
+plug-in under its stable name, never its module path (``HASHED_AS``); ``tests/test_records.py`` proves it
+on the committed records.
 """
 
 from __future__ import annotations
@@ -35,15 +36,50 @@ LATER_KEYS = {
 DATA_ACCESS_KEYS = ("root", "download")
 # What a trained model depends on besides its attack (or auxiliary spec): the row's clean model shares them.
 MODEL_KEYS = ("dataset", "model", "train", "seed", "precision")
-# Packages moved after records were committed (the plug-in families into bench/, the engine into the
-# ground package): a ``_target_`` is hashed under the module path it had then.
-MOVED_MODULES = {
-    "bench.core.engine.": "bench.engine.",
-    "bench.attacks.": "attacks.",
-    "bench.defenses.": "defenses.",
-    "bench.datasets.": "datasets.",
-    "bench.models.": "models.",
-}
+# Every plug-in is hashed under its stable name (config group and option, ``attack/badnets``), never under
+# its module path, so moving or renaming its class changes no id. The plug-ins that existed when records
+# were first committed are hashed under the module path they had then (this one table, for those
+# records); a plug-in added later is hashed under its name.
+HASHED_AS = {
+    "dataset/cifar10": "datasets.cifar.CIFAR10", "dataset/cifar100": "datasets.cifar.CIFAR100",
+    "dataset/fashion_mnist": "datasets.fashion_mnist.FashionMNIST", "dataset/gtsrb": "datasets.gtsrb.GTSRB",
+    "dataset/stl10": "datasets.stl10.STL10",
+    "model/densenet": "models.densenet.densenet121", "model/mobilenet": "models.mobilenet.mobilenet",
+    "model/preact_resnet18": "models.preact_resnet.preact_resnet18",
+    "model/preact_resnet34": "models.preact_resnet.preact_resnet34",
+    "model/resnet18": "models.resnet.resnet18", "model/resnet34": "models.resnet.resnet34",
+    "model/timm": "models.timm_model.timm_model", "model/vgg11": "models.vgg.vgg11",
+    "model/vit": "models.timm_model.timm_model", "model/wideresnet": "models.wideresnet.WideResNet",
+    "attack/adap_blend": "attacks.adap_blend.AdaptiveBlend", "attack/badnets": "attacks.badnets.BadNets",
+    "attack/blend": "attacks.blend.Blend", "attack/cl": "attacks.cl.LabelConsistent",
+    "attack/dfst": "attacks.dfst.DFST", "attack/dynamic": "attacks.dynamic.Dynamic",
+    "attack/ia": "attacks.ia.InputAware", "attack/instagram": "attacks.instagram.Instagram",
+    "attack/issba": "attacks.issba.ISSBA", "attack/lira": "attacks.lira.LIRA",
+    "attack/none": "attacks.none.NoAttack", "attack/reflection": "attacks.reflection.Reflection",
+    "attack/sig": "attacks.sig.SIG", "attack/trojan": "attacks.trojan.Trojan",
+    "attack/wanet": "attacks.wanet.WaNet",
+    "defense/anp": "defenses.anp.ANP", "defense/bna": "defenses.bna.BNA",
+    "defense/clip_uniform": "defenses.clip_uniform.UniformClip", "defense/clp": "defenses.clp.CLP",
+    "defense/fp": "defenses.fp.FinePruning", "defense/fst": "defenses.fst.FST",
+    "defense/ft": "defenses.ft.FineTune", "defense/ft_sam": "defenses.ft.FineTune",
+    "defense/ibau": "defenses.ibau.IBAU", "defense/nad": "defenses.nad.NAD",
+    "defense/nc": "defenses.nc.NeuralCleanse", "defense/none": "defenses.none.NoDefense",
+    "defense/rnp": "defenses.rnp.RNP", "defense/seam": "defenses.seam.SEAM",
+    "defense/strip": "defenses.strip.STRIP", "defense/tsbd": "defenses.tsbd.TSBD",
+    "defense/unit": "defenses.unit.UNIT",
+}  # fmt: skip
+# Classes other than plug-ins (the recipes) moved after records were committed: hashed under their old path.
+MOVED_MODULES = {"bench.core.engine.": "bench.engine."}
+
+
+def plugin_identity(group: str, name: str) -> str:
+    """What a plug-in's ``_target_`` is hashed as: its old module path for those in ``HASHED_AS``, else
+    ``group/name``."""
+    return HASHED_AS.get(f"{group}/{name}", f"{group}/{name}")
+
+
+# The clean model of a row: ``attack=none`` as it is hashed.
+CLEAN = {"_target_": plugin_identity("attack", "none")}
 
 
 def container(node: Any) -> Any:
@@ -87,10 +123,12 @@ def filled_later_keys(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def semantic_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+def semantic_config(cfg: DictConfig | dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """The resolved config minus keys that cannot change the result (paths, logging, device), in the form
-    it is hashed in."""
+    it is hashed in: each plug-in under its stable name (``names``: the option of each group)."""
     out = {k: v for k, v in container(cfg).items() if k not in (*RUN_ONLY_KEYS, *DERIVED_KEYS)}
+    for group in GROUPS:
+        out[group] = {**out[group], "_target_": plugin_identity(group, names[group])}
     scale_of = (out.get("budget") or {}).get("scale_of")
     if isinstance(scale_of, dict):  # a defense at null follows budget.scale: as if it were not listed
         out["budget"]["scale_of"] = {k: v for k, v in scale_of.items() if v is not None}
@@ -120,7 +158,7 @@ def cell_label(names: dict[str, str]) -> str:
 
 def is_clean(sem: dict[str, Any]) -> bool:
     """Whether the cell's attack is ``attack=none`` (its victim is the clean model of the row)."""
-    return sem["attack"] == hashed_targets(CLEAN_ATTACK)
+    return sem["attack"] == CLEAN
 
 
 def cell_id(names: dict[str, str], sem: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.run.cell import Cell
 from bench.run.host import compute_info
-from bench.run.identity import MODEL_KEYS, semantic_config
+from bench.run.identity import GROUPS, MODEL_KEYS, semantic_config
 from bench.run.records import read_records
 
 # Written into each job directory of a dry run; the sweep report sums them.
@@ -35,7 +35,7 @@ def estimate_seconds(
     on that recipe; None when a part has no such record."""
     here = compute_info()
     mine = [
-        (r, semantic_config(r["config"]))
+        (r, semantic_config(r["config"], {g: r[g] for g in GROUPS}))
         for r in records
         if isinstance(r.get("config"), dict)
         and {k: (r.get("compute") or {}).get(k) for k in ("cpu", "threads")}

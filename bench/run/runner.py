@@ -22,7 +22,7 @@ from bench.core.errors import ConfigError
 from bench.defenses import Defense, Detector
 from bench.run.cell import Cell
 from bench.run.host import compute_info, git_sha
-from bench.run.identity import CLEAN_ATTACK, GROUPS, cell_label, container, is_clean, victim_key
+from bench.run.identity import CLEAN, GROUPS, cell_label, container, is_clean, victim_key
 from bench.run.metrics import der, detection, evaluate
 from bench.run.records import SCHEMA_VERSION, Record, RecordLogger, read_record, sanity_warnings, write_record
 from bench.run.victims import Victim, load_or_train_victim
@@ -99,7 +99,7 @@ class CellRun:
         """The row's clean model's ACC, from its cache entry's summary (None while it is not trained)."""
         if is_clean(self.cell.sem):
             return victim.entry.meta.acc
-        meta = self.cell.cache.meta(victim_key(self.cell.sem, CLEAN_ATTACK))
+        meta = self.cell.cache.meta(victim_key(self.cell.sem, CLEAN))
         return meta["acc"] if meta else None
 
     def run(self) -> Record:

@@ -22,7 +22,7 @@ from bench.models import Normalized
 from bench.run.cache import cache_key
 from bench.run.cell import Cell
 from bench.run.host import compute_info, seed_everything
-from bench.run.identity import CLEAN_ATTACK, model_key, victim_key
+from bench.run.identity import CLEAN, CLEAN_ATTACK, model_key, victim_key
 from bench.run.metrics import TriggeredTestSet, evaluate
 
 StateDict = dict[str, torch.Tensor]
@@ -113,7 +113,7 @@ class CachedAuxiliaryModels:
             clean.setup(self.data)
             return train_victim(self.cell, self.data, clean).payload()
 
-        payload, _ = self.cell.cache.get_or_create(victim_key(self.cell.sem, CLEAN_ATTACK), train)
+        payload, _ = self.cell.cache.get_or_create(victim_key(self.cell.sem, CLEAN), train)
         entry = VictimEntry.from_payload(payload)
         self.train_s["clean_classifier"] = entry.meta.train_s + entry.meta.aux_train_s
         return load_model(self.cell, self.data, entry.model).eval()
