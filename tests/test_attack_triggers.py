@@ -21,8 +21,9 @@ from bench.attacks.reflection import PHOTOS, Reflection
 from bench.attacks.sig import SIG
 from bench.attacks.trojan import Trojan
 from bench.attacks.wanet import WaNet
-from bench.core.errors import ConfigError
+from bench.core.errors import SettingError
 from bench.core.images import DataBundle, ImageSet, quantize, to_float
+from bench.run.validation import validate
 from tests.conftest import bundle, compose_cfg, context, group_options, tiny_model
 
 TRIGGERED = [a for a in group_options("attack") if a != "none"]
@@ -208,5 +209,6 @@ def test_reflection_images_are_outside_photos_not_training_images() -> None:
     from_dataset = Reflection(source="dataset")
     from_dataset.setup(data)
     assert any(torch.equal(from_dataset.reflections[0], image) for image in train)
-    with pytest.raises(ConfigError, match="attack.source"):
-        Reflection(source="flickr")
+    cfg, _ = compose_cfg(["attack=reflection", "attack.source=flickr"])
+    with pytest.raises(SettingError, match="attack.source"):
+        validate(cfg)

@@ -7,8 +7,9 @@ import torch
 
 from bench.attacks.badnets import BadNets
 from bench.attacks.blend import Blend
-from bench.core.errors import ConfigError
-from tests.conftest import bundle
+from bench.core.errors import ConfigError, SettingError
+from bench.run.validation import validate
+from tests.conftest import bundle, compose_cfg
 
 
 def test_badnets_parity_patch_only_touches_its_corner() -> None:
@@ -60,8 +61,10 @@ def test_trigger_survives_state_dict_round_trip() -> None:
 
 @pytest.mark.parametrize("rate", [0.0, 1.5, -0.1, "abc"])
 def test_poison_rate_range(rate: object) -> None:
-    with pytest.raises(ConfigError, match="attack.poison_rate"):
-        BadNets(poison_rate=rate)  # type: ignore[arg-type]
+    """The annotation is the range: a config outside it is refused before any work."""
+    cfg, _ = compose_cfg(["attack=badnets", f"attack.poison_rate={rate}"])
+    with pytest.raises(SettingError, match=r"attack.poison_rate=.* must be a number in \(0, 1\]"):
+        validate(cfg)
 
 
 def test_target_outside_class_range() -> None:

@@ -7,8 +7,10 @@ import torch
 import torch.nn as nn
 
 from bench.core.engine import Recipe, TrainingHooks, augment, autocast, fit, precision
-from bench.core.errors import ConfigError
+from bench.core.errors import ConfigError, SettingError
 from bench.core.images import ImageSet
+from bench.run.validation import validate
+from tests.conftest import compose_cfg
 
 
 def test_crop_is_a_shift_of_the_padded_image() -> None:
@@ -29,10 +31,11 @@ def test_flip_only_flips() -> None:
     assert (same | flipped).all() and same.any() and flipped.any()
 
 
-@pytest.mark.parametrize("kwargs", [{"epochs": -1}, {"batch_size": 0}, {"lr": 0}, {"schedule": "poly"}])
-def test_bad_recipe(kwargs: dict) -> None:
-    with pytest.raises(ConfigError):
-        Recipe(**kwargs)
+@pytest.mark.parametrize("override", ["epochs=-1", "batch_size=0", "lr=0", "schedule=poly"])
+def test_bad_recipe(override: str) -> None:
+    cfg, _ = compose_cfg([f"train.{override}"])
+    with pytest.raises(SettingError, match=f"train.{override.split('=')[0]}"):
+        validate(cfg)
 
 
 def test_fit_learns_a_separable_problem() -> None:

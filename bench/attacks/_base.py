@@ -20,14 +20,15 @@ import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn as nn
 
 from bench.core.engine import Recipe, TrainingHooks
-from bench.core.errors import ConfigError, check_fraction
+from bench.core.errors import ConfigError
 from bench.core.images import DataBundle, ImageSet, quantize, to_float
+from bench.core.schema import Fraction
 
 # Trains an auxiliary network in place on the clean training set; may return facts about the training
 # worth recording (e.g. LIRA's stage-1 ASR), cached with the network and kept in every victim record.
@@ -150,7 +151,6 @@ class JointlyTrainedAttack(Attack):
 # fixed_subset: a seeded share of the training set is triggered once, before training (augmentation then
 # moves the trigger with the image); in_batch: BackdoorVault's order, triggered in each batch after it.
 Poisoning = Literal["fixed_subset", "in_batch"]
-POISONINGS = get_args(Poisoning)
 
 
 class PoisoningAttack(Attack):
@@ -165,13 +165,14 @@ class PoisoningAttack(Attack):
     clean_label = False
 
     def __init__(
-        self, target: int = 0, poison_rate: float = 0.1, seed: int = 0, poisoning: Poisoning = "fixed_subset"
+        self,
+        target: int = 0,
+        poison_rate: Fraction = 0.1,
+        seed: int = 0,
+        poisoning: Poisoning = "fixed_subset",
     ) -> None:
         super().__init__(target, seed)
-        self.poison_rate = check_fraction("attack.poison_rate", poison_rate)
-        if poisoning not in POISONINGS:
-            raise ConfigError(f"attack.poisoning must be one of {POISONINGS}, got {poisoning!r}")
-        self.poisoning = poisoning
+        self.poison_rate, self.poisoning = poison_rate, poisoning
         self.batch_gen: torch.Generator | None = None
 
     def poison_index(self, y: torch.Tensor) -> torch.Tensor:

@@ -12,21 +12,20 @@ the trigger image (``pattern``) is a seeded uniform-noise image or, as smooth as
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 
 from bench.attacks import _assets
 from bench.attacks._base import AttackContext, PoisoningAttack
-from bench.core.errors import ConfigError, check_fraction
+from bench.core.errors import ConfigError
 from bench.core.images import ImageSet, quantize, stamp, to_float
-from bench.core.schema import Fraction, PositiveInt, UnitInterval
+from bench.core.schema import Fraction, PositiveInt
 
 # noise: seeded uniform noise (the committed victims'; uncorrelated with itself one pixel away, so a crop
 # moves every training trigger off the test one); photo: a smooth natural image, as the paper's
 PHOTO = "chelsea"  # scikit-image's bundled cat photograph (no download)
 Pattern = Literal["noise", "photo"]
-PATTERNS = get_args(Pattern)
 
 
 class AdaptiveBlend(PoisoningAttack):
@@ -34,24 +33,19 @@ class AdaptiveBlend(PoisoningAttack):
         self,
         target: int = 0,
         poison_rate: Fraction = 0.003,
-        cover_rate: UnitInterval = 0.003,
+        cover_rate: Fraction = 0.003,
         grid: PositiveInt = 4,
-        keep: int = 8,
-        train_alpha: UnitInterval = 0.15,
-        test_alpha: UnitInterval = 0.2,
+        keep: PositiveInt = 8,
+        train_alpha: Fraction = 0.15,
+        test_alpha: Fraction = 0.2,
         pattern: Pattern = "noise",
         seed: int = 0,
     ) -> None:
         super().__init__(target, poison_rate, seed)
-        self.cover_rate = check_fraction("attack.cover_rate", cover_rate)
-        if not 1 <= keep <= grid * grid:
-            raise ConfigError(f"attack.keep must be in [1, grid^2={grid * grid}], got {keep}")
-        self.grid, self.keep = grid, keep
-        self.train_alpha = check_fraction("attack.train_alpha", train_alpha)
-        self.test_alpha = check_fraction("attack.test_alpha", test_alpha)
-        if pattern not in PATTERNS:
-            raise ConfigError(f"attack.pattern must be one of {PATTERNS}, got {pattern!r}")
-        self.pattern_kind = pattern
+        if keep > grid * grid:
+            raise ConfigError(f"keep must be at most grid^2={grid * grid} pieces, got {keep}")
+        self.cover_rate, self.grid, self.keep = cover_rate, grid, keep
+        self.train_alpha, self.test_alpha, self.pattern_kind = train_alpha, test_alpha, pattern
 
     def build(self, image_shape: torch.Size) -> None:
         c, h, w = image_shape

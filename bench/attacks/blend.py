@@ -12,8 +12,7 @@ import torch
 
 from bench.attacks import _assets
 from bench.attacks._base import Poisoning, PoisoningAttack
-from bench.core.errors import check_fraction
-from bench.core.schema import Fraction, UnitInterval
+from bench.core.schema import Fraction
 
 PATTERN = "backdoorvault/trigger/other/blend.npy"
 
@@ -23,14 +22,13 @@ class Blend(PoisoningAttack):
         self,
         target: int = 0,
         poison_rate: Fraction = 0.1,
-        alpha: UnitInterval = 0.2,
+        alpha: Fraction = 0.2,
         trigger_file: bool = False,
         poisoning: Poisoning = "fixed_subset",
         seed: int = 0,
     ):
         super().__init__(target, poison_rate, seed, poisoning)
-        self.alpha = check_fraction("attack.alpha", alpha)
-        self.trigger_file = trigger_file
+        self.alpha, self.trigger_file = alpha, trigger_file
 
     def build(self, image_shape: torch.Size) -> None:
         if self.trigger_file:

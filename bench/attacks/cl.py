@@ -18,9 +18,8 @@ import torch.nn as nn
 from bench.attacks._adversarial import FGSMRandomStart, pgd
 from bench.attacks._base import AttackContext, PoisoningAttack, need_context
 from bench.core.engine import fit
-from bench.core.errors import ConfigError
 from bench.core.images import ImageSet, quantize, stamp, to_float
-from bench.core.schema import Fraction, PositiveInt
+from bench.core.schema import Fraction, PixelLevel, Positive, PositiveInt
 
 
 class LabelConsistent(PoisoningAttack):
@@ -30,16 +29,13 @@ class LabelConsistent(PoisoningAttack):
         self,
         target: int = 0,
         poison_rate: Fraction = 0.08,
-        eps: float = 8,
-        step: float = 1.5,
+        eps: PixelLevel = 8,
+        step: Positive = 1.5,
         steps: PositiveInt = 100,
-        robust_eps: float = 8,
+        robust_eps: PixelLevel = 8,
         seed: int = 0,
     ) -> None:
         super().__init__(target, poison_rate, seed)
-        if not (0 < eps <= 255 and step > 0 and steps >= 1 and 0 < robust_eps <= 255):
-            raise ConfigError(f"cl: eps, step, robust_eps in pixel levels (0, 255], steps >= 1; got "
-                              f"{eps}, {step}, {robust_eps}, {steps}")  # fmt: skip
         self.eps, self.step, self.steps, self.robust_eps = eps, step, steps, robust_eps
 
     def build(self, image_shape: torch.Size) -> None:

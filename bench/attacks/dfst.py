@@ -23,7 +23,7 @@ a plain style trigger. The record lists the rounds and the channels found.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn as nn
@@ -33,10 +33,10 @@ from bench.attacks import _assets
 from bench.attacks._base import Attack, AttackContext, need_context
 from bench.attacks._generator import UNet, ssim
 from bench.core.engine import augment, progress_bar
-from bench.core.errors import ConfigError, check_fraction
+from bench.core.errors import ConfigError
 from bench.core.images import DataBundle, ImageSet, to_float
 from bench.core.network import capture, stage_ends
-from bench.core.schema import Fraction, Positive, PositiveInt, UnitInterval
+from bench.core.schema import Fraction, Positive, PositiveInt, Range
 
 
 def sunrise_images(n: int, shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
@@ -192,14 +192,13 @@ def lsgan(scores: torch.Tensor, real: bool) -> torch.Tensor:
 # procedural: the committed victims' stand-in (a U-Net CycleGAN to procedural scenes; it erases the image,
 # measured); sunrise: BackdoorVault's CycleGAN on its 250 real sunrise photographs
 Style = Literal["procedural", "sunrise"]
-STYLES = get_args(Style)
 
 
 class DFST(Attack):
     def __init__(
         self,
         target: int = 0,
-        poison_rate: Fraction = 0.05,
+        poison_rate: Annotated[float, Range(0, 0.5, low_closed=False)] = 0.05,  # as many detox samples follow
         style_steps: PositiveInt = 3000,
         style_batch: PositiveInt = 32,
         style_lr: Positive = 2e-4,
@@ -209,7 +208,7 @@ class DFST(Attack):
         detox_share: Fraction = 0.03,
         detox_epochs: int = 10,
         detox_lr: Positive = 1e-2,
-        alpha: UnitInterval = 0.6,
+        alpha: Fraction = 0.6,
         w_ssim: float = 0.1,
         w_detox: float = 0.3,
         width: PositiveInt = 16,
@@ -217,18 +216,8 @@ class DFST(Attack):
         seed: int = 0,
     ) -> None:
         super().__init__(target, seed)
-        if style not in STYLES:
-            raise ConfigError(f"attack.style must be one of {STYLES}, got {style!r}")
-        self.style_kind = style
-        self.poison_rate = check_fraction("attack.poison_rate", poison_rate)
-        if poison_rate > 0.5 or style_steps < 0 or detox_epochs < 0:
-            raise ConfigError(
-                f"dfst needs poison_rate <= 0.5 (as many detox samples follow), style_steps >= 0, "
-                f"detox_epochs >= 0; got {poison_rate}, {style_steps}, {detox_epochs}"
-            )
-        self.neuron_ratio = check_fraction("attack.neuron_ratio", neuron_ratio)
-        self.detox_share = check_fraction("attack.detox_share", detox_share)
-        self.alpha = check_fraction("attack.alpha", alpha)
+        self.style_kind, self.poison_rate = style, poison_rate
+        self.neuron_ratio, self.detox_share, self.alpha = neuron_ratio, detox_share, alpha
         self.style_steps, self.style_batch, self.style_lr = style_steps, style_batch, style_lr
         self.cycle_weight, self.detox, self.detox_epochs, self.detox_lr = (
             cycle_weight,

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from bench.attacks._base import JointlyTrainedAttack
-from bench.core.errors import ConfigError, check_fraction
+from bench.core.errors import ConfigError
 from bench.core.schema import Fraction, Positive, PositiveInt
 
 
@@ -32,10 +32,7 @@ class Dynamic(JointlyTrainedAttack):
         seed: int = 0,
     ) -> None:
         super().__init__(target, seed)
-        self.poison_rate = check_fraction("attack.poison_rate", poison_rate)
-        if size < 1 or latent < 1 or hidden < 1 or lr <= 0:
-            raise ConfigError(f"dynamic needs size, latent, hidden >= 1 and lr > 0; got {size}, {latent}, "
-                              f"{hidden}, {lr}")  # fmt: skip
+        self.poison_rate = poison_rate
         self.size, self.latent, self.hidden, self.lr = size, latent, hidden, lr
 
     def build(self, image_shape: torch.Size) -> None:

@@ -17,6 +17,8 @@ Without the cross-trigger samples and the mask's sparsity this would be a plain 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -24,9 +26,9 @@ import torch.nn.functional as F
 from bench.attacks._base import AttackContext, JointlyTrainedAttack, need_context
 from bench.attacks._generator import UNet
 from bench.core.engine import progress_bar
-from bench.core.errors import ConfigError, check_fraction
+from bench.core.errors import ConfigError
 from bench.core.images import ImageSet, to_float
-from bench.core.schema import Fraction, Positive, PositiveInt, UnitInterval
+from bench.core.schema import Fraction, Positive, PositiveInt, Range
 
 EPS = 1e-7
 
@@ -50,9 +52,9 @@ class InputAware(JointlyTrainedAttack):
         self,
         target: int = 0,
         poison_rate: Fraction = 0.1,
-        cross_rate: UnitInterval = 0.1,
+        cross_rate: Fraction = 0.1,
         mask_density: Fraction = 0.032,
-        density_factor: float = 4.0,
+        density_factor: Annotated[float, Range(1)] = 4.0,
         lambda_div: float = 1.0,
         lambda_norm: float = 100.0,
         lr: Positive = 1e-2,
@@ -62,13 +64,10 @@ class InputAware(JointlyTrainedAttack):
         seed: int = 0,
     ) -> None:
         super().__init__(target, seed)
-        self.poison_rate = check_fraction("attack.poison_rate", poison_rate)
-        self.cross_rate = check_fraction("attack.cross_rate", cross_rate)
-        self.mask_density = check_fraction("attack.mask_density", mask_density)
-        if poison_rate + cross_rate > 0.5 or mask_epochs < 0 or density_factor < 1:
-            raise ConfigError(f"ia needs poison_rate + cross_rate <= 0.5 (donors come from the other half of "
-                              f"the batch), mask_epochs >= 0, density_factor >= 1; got {poison_rate}, "
-                              f"{cross_rate}, {mask_epochs}, {density_factor}")  # fmt: skip
+        if poison_rate + cross_rate > 0.5:
+            raise ConfigError(f"poison_rate + cross_rate must be at most 0.5 (donors come from the other "
+                              f"half of the batch), got {poison_rate} + {cross_rate}")  # fmt: skip
+        self.poison_rate, self.cross_rate, self.mask_density = poison_rate, cross_rate, mask_density
         self.density_factor, self.lambda_div, self.lambda_norm = density_factor, lambda_div, lambda_norm
         self.lr, self.mask_epochs, self.batch_size, self.width = lr, mask_epochs, batch_size, width
 

@@ -30,7 +30,7 @@ class Instagram(PoisoningAttack):
     ) -> None:
         super().__init__(target, poison_rate, seed, poisoning)
         if not callable(getattr(pilgram, filter, None)) or filter.startswith("_"):
-            raise ConfigError(f"attack.filter {filter!r} is not a pilgram filter")
+            raise ConfigError(f"filter {filter!r} is not a pilgram filter")
         self.filter = filter
 
     def build(self, image_shape: torch.Size) -> None:

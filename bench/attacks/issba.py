@@ -23,6 +23,7 @@ pattern).
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn as nn
@@ -31,9 +32,8 @@ import torch.nn.functional as F
 from bench.attacks._base import AttackContext, PoisoningAttack, need_context
 from bench.attacks._generator import UNet, ssim
 from bench.core.engine import progress_bar
-from bench.core.errors import ConfigError
 from bench.core.images import ImageSet, to_float
-from bench.core.schema import Fraction, Positive, PositiveInt, UnitInterval
+from bench.core.schema import Fraction, Positive, PositiveInt, Range
 
 
 class StegaStamp(nn.Module):
@@ -70,7 +70,7 @@ class ISSBA(PoisoningAttack):
         lr: Positive = 1e-3,
         l2_weight: float = 2.0,
         ssim_weight: float = 1.0,
-        bit_accuracy_floor: UnitInterval = 0.9,
+        bit_accuracy_floor: Annotated[float, Range(0.5, 1, low_closed=False)] = 0.9,
         holdout: PositiveInt = 1000,
         width: PositiveInt = 16,
         noise_std: float = 0.02,
@@ -79,11 +79,6 @@ class ISSBA(PoisoningAttack):
         seed: int = 0,
     ) -> None:
         super().__init__(target, poison_rate, seed)
-        if bits < 1 or steps < 0 or not 0.5 < bit_accuracy_floor <= 1 or holdout < 1:
-            raise ConfigError(
-                f"issba needs bits >= 1, steps >= 0, 0.5 < bit_accuracy_floor <= 1, holdout >= 1; "
-                f"got {bits}, {steps}, {bit_accuracy_floor}, {holdout}"
-            )
         self.bits, self.steps, self.batch_size, self.lr = bits, steps, batch_size, lr
         self.l2_weight, self.ssim_weight = l2_weight, ssim_weight
         self.bit_accuracy_floor, self.holdout, self.width = bit_accuracy_floor, holdout, width

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from bench.attacks._base import Attack, AttackContext, need_context
 from bench.attacks._generator import UNet
 from bench.core.engine import TrainingHooks, fit
-from bench.core.errors import ConfigError
 from bench.core.images import ImageSet, to_float
 from bench.core.schema import Fraction, Positive, PositiveInt
 
@@ -68,9 +67,6 @@ class LIRA(Attack):
         seed: int = 0,
     ) -> None:
         super().__init__(target, seed)
-        if not 0 < eps <= 1 or lr <= 0 or stage1_epochs < 0:
-            raise ConfigError(f"lira needs 0 < eps <= 1, lr > 0, stage1_epochs >= 0; got {eps}, {lr}, "
-                              f"{stage1_epochs}")  # fmt: skip
         self.eps, self.lr, self.stage1_epochs, self.width = eps, lr, stage1_epochs, width
 
     def build(self, image_shape: torch.Size) -> None:

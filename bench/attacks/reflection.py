@@ -15,21 +15,20 @@ had outside photos; on Fashion-MNIST such a "reflection" is a garment of another
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from bench.attacks import _assets
 from bench.attacks._base import Poisoning, PoisoningAttack
-from bench.core.errors import ConfigError, check_fraction
+from bench.core.errors import ConfigError
 from bench.core.images import DataBundle, to_float
-from bench.core.schema import Fraction, UnitInterval
+from bench.core.schema import Fraction, PositiveInt
 
 Variant = Literal["parity", "paper"]
 Source = Literal["photos", "dataset", "file"]
 REFLECTION = "backdoorvault/trigger/refool/000066.jpg"
-VARIANTS, SOURCES = get_args(Variant), get_args(Source)
 GAMMA = 2.2
 # scikit-image's bundled colour photographs (grey ones repeated to three channels), in a fixed order.
 PHOTOS = (
@@ -74,25 +73,18 @@ class Reflection(PoisoningAttack):
         target: int = 0,
         poison_rate: Fraction = 0.08,
         variant: Variant = "parity",
-        pool_size: int = 8,
-        alpha_image: UnitInterval = 0.65,
-        ghost_alpha: UnitInterval = 0.65,
+        pool_size: PositiveInt = 8,
+        alpha_image: Fraction = 0.65,
+        ghost_alpha: Fraction = 0.65,
         source: Source = "photos",
         poisoning: Poisoning = "fixed_subset",
         seed: int = 0,
     ) -> None:
         super().__init__(target, poison_rate, seed, poisoning)
-        if variant not in VARIANTS:
-            raise ConfigError(f"attack.variant must be one of {VARIANTS}, got {variant!r}")
-        if source not in SOURCES:
-            raise ConfigError(f"attack.source must be one of {SOURCES}, got {source!r}")
         if source == "photos" and pool_size > len(PHOTOS):
-            raise ConfigError(f"attack.pool_size must be <= {len(PHOTOS)} for photos, got {pool_size}")
-        if pool_size < 1:
-            raise ConfigError(f"attack.pool_size must be >= 1, got {pool_size}")
+            raise ConfigError(f"pool_size must be at most {len(PHOTOS)} for source=photos, got {pool_size}")
         self.variant, self.pool_size, self.source = variant, pool_size, source
-        self.alpha_image = check_fraction("attack.alpha_image", alpha_image)
-        self.ghost_alpha = check_fraction("attack.ghost_alpha", ghost_alpha)
+        self.alpha_image, self.ghost_alpha = alpha_image, ghost_alpha
 
     def setup(self, data: DataBundle) -> None:
         super().setup(data)

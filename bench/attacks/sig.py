@@ -17,8 +17,7 @@ import torch
 
 from bench.attacks import _assets
 from bench.attacks._base import Poisoning, PoisoningAttack
-from bench.core.errors import ConfigError
-from bench.core.schema import Fraction, Positive
+from bench.core.schema import Fraction, PixelLevel, Positive
 
 PATTERN = "backdoorvault/trigger/other/sig.npy"
 BLEND_ALPHA = 0.2  # BackdoorVault's weight of the stored pattern
@@ -31,15 +30,13 @@ class SIG(PoisoningAttack):
         self,
         target: int = 0,
         poison_rate: Fraction = 0.08,
-        delta: float = 20,
+        delta: PixelLevel = 20,
         frequency: Positive = 6,
         trigger_file: bool = False,
         poisoning: Poisoning = "fixed_subset",
         seed: int = 0,
     ) -> None:
         super().__init__(target, poison_rate, seed, poisoning)
-        if not 0 < delta <= 255:
-            raise ConfigError(f"attack.delta is in pixel levels (0, 255], got {delta}")
         self.delta, self.frequency, self.trigger_file = delta, frequency, trigger_file
 
     def build(self, image_shape: torch.Size) -> None:

@@ -21,7 +21,7 @@ from bench.core.engine import progress_bar
 from bench.core.errors import ConfigError
 from bench.core.images import stamp, to_float
 from bench.core.network import classifier_head, head_features
-from bench.core.schema import Fraction, Positive, PositiveInt
+from bench.core.schema import Fraction, OpenFraction, Positive, PositiveInt
 
 
 class Trojan(PoisoningAttack):
@@ -29,7 +29,7 @@ class Trojan(PoisoningAttack):
         self,
         target: int = 0,
         poison_rate: Fraction = 0.1,
-        area: Fraction = 0.07,
+        area: OpenFraction = 0.07,
         neurons: PositiveInt = 2,
         activation_target: float = 100.0,
         steps: PositiveInt = 1000,
@@ -38,10 +38,6 @@ class Trojan(PoisoningAttack):
         seed: int = 0,
     ) -> None:
         super().__init__(target, poison_rate, seed)
-        if not 0 < area < 1 or neurons < 1 or steps < 0:
-            raise ConfigError(
-                f"trojan needs 0 < area < 1, neurons >= 1, steps >= 0; got {area}, {neurons}, {steps}"
-            )
         self.area, self.neurons, self.activation_target = area, neurons, activation_target
         self.steps, self.lr, self.batch_size = steps, lr, batch_size
 

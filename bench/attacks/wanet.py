@@ -13,14 +13,16 @@ With ``trigger_file`` the two grids are the reference ones UNIT's and BackdoorVa
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.attacks import _assets
 from bench.attacks._base import Attack
-from bench.core.errors import ConfigError, check_fraction
-from bench.core.schema import Fraction, Positive, PositiveInt
+from bench.core.errors import ConfigError
+from bench.core.schema import Fraction, Positive, Range
 
 
 def warp(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -36,17 +38,17 @@ class WaNet(Attack):
         target: int = 0,
         poison_rate: Fraction = 0.1,
         cross_ratio: float = 2.0,  # x poison_rate, >= 0
-        k: PositiveInt = 4,
+        k: Annotated[int, Range(2)] = 4,
         s: Positive = 0.5,
         grid_rescale: Positive = 1.0,
         trigger_file: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__(target, seed)
-        self.poison_rate = check_fraction("attack.poison_rate", poison_rate)
-        if cross_ratio < 0 or poison_rate * (1 + cross_ratio) > 1 or k < 2 or s <= 0:
-            raise ConfigError(f"wanet needs poison_rate*(1+cross_ratio) <= 1, k >= 2, s > 0; got "
-                              f"{poison_rate}, {cross_ratio}, {k}, {s}")  # fmt: skip
+        if poison_rate * (1 + cross_ratio) > 1:
+            raise ConfigError(f"poison_rate * (1 + cross_ratio) must be at most 1, got {poison_rate} * "
+                              f"(1 + {cross_ratio})")  # fmt: skip
+        self.poison_rate = poison_rate
         self.cross_ratio, self.k, self.s, self.grid_rescale = cross_ratio, k, s, grid_rescale
         self.trigger_file = trigger_file
 

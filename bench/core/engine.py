@@ -65,7 +65,6 @@ class TrainingHooks:
 
 Schedule = Literal["cosine", "step", "constant"]
 Optimizer = Literal["sgd", "adam"]
-SCHEDULES, OPTIMIZERS = get_args(Schedule), get_args(Optimizer)
 T = TypeVar("T")
 
 
@@ -91,18 +90,6 @@ class Recipe:
     # steps from w; 0 = a plain step
     sam_rho: float = 0.0
     sam_adaptive: bool = False
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError(
-                f"invalid recipe: epochs={self.epochs} batch_size={self.batch_size} lr={self.lr}"
-            )
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"recipe label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"recipe schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"recipe optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 def sharpness_aware_gradient(

@@ -48,3 +48,4 @@ PositiveInt = Annotated[int, Range(1)]
 Fraction = Annotated[float, Range(0, 1, low_closed=False)]  # (0, 1]: rates, ratios
 OpenFraction = Annotated[float, Range(0, 1, low_closed=False, high_closed=False)]  # (0, 1)
 UnitInterval = Annotated[float, Range(0, 1)]  # [0, 1]
+PixelLevel = Annotated[float, Range(0, 255, low_closed=False)]  # (0, 255]: an intensity in pixel levels

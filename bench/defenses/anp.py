@@ -30,8 +30,7 @@ import torch.nn.functional as F
 
 from bench.core.engine import augment as augment_batch
 from bench.core.engine import progress_bar
-from bench.core.errors import ConfigError, check_fraction
-from bench.core.schema import OpenFraction, Positive, PositiveInt, UnitInterval
+from bench.core.schema import Fraction, OpenFraction, Positive, PositiveInt, UnitInterval
 from bench.defenses._base import DefenderContext, Defense, accuracy, on_device, split_train_val
 
 
@@ -121,22 +120,16 @@ class ANP(Defense):
         batch_size: PositiveInt = 128,
         eps: UnitInterval = 0.4,
         anp_steps: PositiveInt = 1,
-        anp_alpha: UnitInterval = 0.2,
+        anp_alpha: Fraction = 0.2,
         mask_lr: Positive = 0.2,
         threshold: UnitInterval = 0.2,
-        tolerance: UnitInterval = 0.05,
+        tolerance: Fraction = 0.05,
         val_ratio: OpenFraction = 0.2,
         augment: bool = True,
     ) -> None:
-        if iterations < 1 or anp_steps < 0 or eps < 0:
-            raise ConfigError(f"anp needs iterations >= 1, anp_steps >= 0, eps >= 0; got {iterations}, "
-                              f"{anp_steps}, {eps}")  # fmt: skip
         self.iterations, self.batch_size, self.eps, self.anp_steps = iterations, batch_size, eps, anp_steps
-        self.anp_alpha = check_fraction("defense.anp_alpha", anp_alpha)
-        self.mask_lr, self.threshold = mask_lr, threshold
-        self.tolerance = check_fraction("defense.tolerance", tolerance)
-        self.val_ratio = check_fraction("defense.val_ratio", val_ratio, high_closed=False)
-        self.augment = augment
+        self.anp_alpha, self.mask_lr, self.threshold = anp_alpha, mask_lr, threshold
+        self.tolerance, self.val_ratio, self.augment = tolerance, val_ratio, augment
 
     def learn_masks(self, model: nn.Module, bnp: BatchNormPerturbation, x: torch.Tensor, y: torch.Tensor,
                     ctx: DefenderContext) -> None:  # fmt: skip

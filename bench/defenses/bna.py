@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 
 from bench.core.engine import progress_bar
-from bench.core.errors import ConfigError, check_fraction
+from bench.core.errors import ConfigError
 from bench.core.images import stamp
 from bench.core.network import capture
 from bench.core.schema import Fraction, Positive, PositiveInt
@@ -35,7 +35,6 @@ from bench.defenses._base import DefenderContext, Defense, on_device
 from bench.defenses._reverse import MAD_CONSISTENCY, TriggerSearch
 
 Divergence = Literal["tv", "js", "kl"]
-DIVERGENCES = get_args(Divergence)
 
 
 def bn_layers(model: nn.Module) -> list[str]:
@@ -149,16 +148,10 @@ class BNA(Defense):
         epochs: PositiveInt = 10,
         fit_batch_size: PositiveInt = 128,
     ) -> None:
-        if divergence not in DIVERGENCES:
-            raise ConfigError(f"defense.divergence must be one of {DIVERGENCES}, got {divergence!r}")
-        if steps < 1 or epochs < 1 or bin_width <= 0 or tau <= 0:
-            raise ConfigError(f"bna needs steps, epochs >= 1, bin_width > 0, tau > 0; got {steps}, {epochs}, "
-                              f"{bin_width}, {tau}")  # fmt: skip
-        threshold = check_fraction("defense.asr_threshold", asr_threshold)
         # BNA's paper does not give the search's schedule: the cost starts at init_cost, as it has here
         # since BNA was added (Neural Cleanse's code starts it at 0)
         self.search = TriggerSearch(
-            steps, batch_size, search_lr, init_cost, threshold, patience, cost_from_zero=False
+            steps, batch_size, search_lr, init_cost, asr_threshold, patience, cost_from_zero=False
         )
         self.anomaly_threshold, self.kind, self.bin_width, self.tau = (
             anomaly_threshold,

@@ -5,11 +5,10 @@ largest activation seen, ``z: max``). UNIT's point: no single z removes the back
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch.nn as nn
 
-from bench.core.errors import ConfigError
 from bench.defenses._base import DefenderContext, Defense
 from bench.defenses._bounds import (
     activation_statistics,
@@ -21,9 +20,7 @@ from bench.defenses._bounds import (
 
 
 class UniformClip(Defense):
-    def __init__(self, z: float | str = 3.0, activations: tuple[str, ...] = ("ReLU",)) -> None:
-        if z != "max" and not isinstance(z, int | float):
-            raise ConfigError(f"defense.z must be a number or 'max', got {z!r}")
+    def __init__(self, z: float | Literal[max] = 3.0, activations: tuple[str, ...] = ("ReLU",)) -> None:
         self.z = z
         self.types = activation_types(list(activations))
 

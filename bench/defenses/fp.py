@@ -18,10 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.core.engine import Recipe, fit
-from bench.core.errors import check_fraction
 from bench.core.images import to_float
 from bench.core.network import classifier_head, head_features
-from bench.core.schema import OpenFraction, UnitInterval
+from bench.core.schema import Fraction, OpenFraction
 from bench.defenses._base import DefenderContext, Defense, split_train_val
 
 
@@ -67,10 +66,8 @@ def pruned_before_break(accs: list[float], tolerance: float) -> int:
 
 
 class FinePruning(Defense):
-    def __init__(self, recipe: Recipe, tolerance: UnitInterval = 0.05, val_ratio: OpenFraction = 0.2) -> None:
-        self.recipe = recipe
-        self.tolerance = check_fraction("defense.tolerance", tolerance)
-        self.val_ratio = check_fraction("defense.val_ratio", val_ratio, high_closed=False)
+    def __init__(self, recipe: Recipe, tolerance: Fraction = 0.05, val_ratio: OpenFraction = 0.2) -> None:
+        self.recipe, self.tolerance, self.val_ratio = recipe, tolerance, val_ratio
 
     def pruning_curve(
         self, head: nn.Linear, order: torch.Tensor, val_feats: torch.Tensor, y: torch.Tensor

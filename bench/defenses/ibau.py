@@ -23,7 +23,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.core.engine import progress_bar
-from bench.core.errors import ConfigError, check_fraction
 from bench.core.schema import Fraction, Positive, PositiveInt
 from bench.defenses._base import DefenderContext, Defense, on_device
 
@@ -41,8 +40,6 @@ class IBAU(Defense):
         patch_ratio: Fraction = 0.01,
         batch_size: PositiveInt = 100,
     ) -> None:
-        if rounds < 1 or K < 1 or batch_size < 1:
-            raise ConfigError(f"ibau needs rounds, K, batch_size >= 1; got {rounds}, {K}, {batch_size}")
         self.rounds, self.K, self.lr, self.batch_size = rounds, K, lr, batch_size
         self.inner_lr, self.fixed_point_lr, self.penalty, self.radius = (
             inner_lr,
@@ -50,7 +47,7 @@ class IBAU(Defense):
             penalty,
             radius,
         )
-        self.patch_ratio = check_fraction("defense.patch_ratio", patch_ratio)
+        self.patch_ratio = patch_ratio
 
     def inner_loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor

@@ -64,12 +64,9 @@ class NAD(Defense):
         p: Positive = 2,
         betas_at_hw: tuple[PositiveInt, ...] | None = (1024, 256, 64),
     ) -> None:
-        if not betas or any(b < 0 for b in betas):
-            raise ConfigError(f"defense.betas must be non-negative weights, one per stage; got {betas}")
-        if betas_at_hw is not None and len(betas_at_hw) != len(betas):
-            raise ConfigError(
-                f"defense.betas_at_hw needs one map size per beta; got {betas_at_hw} for {betas}"
-            )
+        if not betas or (betas_at_hw is not None and len(betas_at_hw) != len(betas)):
+            raise ConfigError(f"betas needs a weight per stage and betas_at_hw one map size per beta; got "
+                              f"{betas} and {betas_at_hw}")  # fmt: skip
         self.recipe, self.teacher_recipe, self.betas, self.p = recipe, teacher_recipe, list(betas), p
         self.betas_at_hw = None if betas_at_hw is None else list(betas_at_hw)
 

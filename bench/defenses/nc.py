@@ -19,7 +19,6 @@ import torch
 import torch.nn as nn
 
 from bench.core.engine import Recipe, fit
-from bench.core.errors import ConfigError, check_fraction
 from bench.core.images import ImageSet, quantize, stamp, to_float
 from bench.core.schema import Fraction, Positive, PositiveInt
 from bench.defenses._base import DefenderContext, Defense
@@ -41,17 +40,11 @@ class NeuralCleanse(Defense):
         anomaly_threshold: float = 2.0,
         unlearn_ratio: Fraction = 0.2,
     ) -> None:
-        if steps < 1 or batch_size < 1 or patience < 1:
-            raise ConfigError(
-                f"nc needs steps, batch_size, patience >= 1; got {steps}, {batch_size}, {patience}"
-            )
         self.recipe = recipe
-        threshold = check_fraction("defense.asr_threshold", asr_threshold)
         self.search = TriggerSearch(
-            steps, batch_size, lr, init_cost, threshold, patience, epoch_steps, early_stop_patience
+            steps, batch_size, lr, init_cost, asr_threshold, patience, epoch_steps, early_stop_patience
         )
-        self.anomaly_threshold = anomaly_threshold
-        self.unlearn_ratio = check_fraction("defense.unlearn_ratio", unlearn_ratio)
+        self.anomaly_threshold, self.unlearn_ratio = anomaly_threshold, unlearn_ratio
 
     def unlearning_set(
         self, data: ImageSet, triggers: list[dict[str, Any]], gen: torch.Generator

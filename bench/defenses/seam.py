@@ -21,9 +21,8 @@ import torch
 import torch.nn as nn
 
 from bench.core.engine import Recipe, TrainingHooks, fit
-from bench.core.errors import check_fraction
 from bench.core.images import balanced_subset
-from bench.core.schema import Fraction, UnitInterval
+from bench.core.schema import Fraction
 from bench.defenses._base import DefenderContext, Defense, accuracy, on_device
 
 
@@ -47,13 +46,11 @@ class SEAM(Defense):
         forget: Recipe,
         recover: Recipe,
         forget_ratio: Fraction = 0.2,
-        forget_acc: float | None = None,
-        recover_acc: UnitInterval = 0.97,
+        forget_acc: Fraction | None = None,
+        recover_acc: Fraction = 0.97,
     ) -> None:
         self.forget_recipe, self.recover_recipe = forget, recover
-        self.forget_ratio = check_fraction("defense.forget_ratio", forget_ratio)
-        self.forget_acc = None if forget_acc is None else check_fraction("defense.forget_acc", forget_acc)
-        self.recover_acc = check_fraction("defense.recover_acc", recover_acc)
+        self.forget_ratio, self.forget_acc, self.recover_acc = forget_ratio, forget_acc, recover_acc
 
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         x_all, y_all = on_device(ctx.data, ctx.device)

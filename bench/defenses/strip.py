@@ -15,8 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from bench.core.errors import ConfigError, check_fraction
-from bench.core.schema import OpenFraction, PositiveInt, UnitInterval
+from bench.core.schema import Fraction, OpenFraction, PositiveInt
 from bench.defenses._base import DefenderContext, Defense, on_device, split_train_val
 
 
@@ -53,16 +52,11 @@ class STRIP(Defense):
     def __init__(
         self,
         n_blends: PositiveInt = 100,
-        alpha: UnitInterval = 0.5,
+        alpha: Fraction = 0.5,
         fpr: OpenFraction = 0.15,
         val_ratio: OpenFraction = 0.2,
     ) -> None:
-        if n_blends < 1:
-            raise ConfigError(f"defense.n_blends must be >= 1, got {n_blends}")
-        self.n_blends = n_blends
-        self.alpha = check_fraction("defense.alpha", alpha)
-        self.fpr = check_fraction("defense.fpr", fpr)
-        self.val_ratio = check_fraction("defense.val_ratio", val_ratio, high_closed=False)
+        self.n_blends, self.alpha, self.fpr, self.val_ratio = n_blends, alpha, fpr, val_ratio
 
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         blend_set, val = split_train_val(ctx.data, self.val_ratio, ctx.seed)

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from bench.core.engine import Recipe, fit, progress_bar
-from bench.core.errors import ConfigError, check_fraction
-from bench.core.schema import OpenFraction, Positive, PositiveInt, UnitInterval
+from bench.core.errors import ConfigError
+from bench.core.schema import Fraction, OpenFraction, Positive, PositiveInt, UnitInterval
 from bench.defenses._base import DefenderContext, Defense, accuracy, on_device, split_train_val
 
 SHORTCUT_NAMES = ("shortcut", "downsample")
@@ -108,23 +108,18 @@ class TSBD(Defense):
         unlearn_lr: Positive = 1e-4,
         unlearn_acc: UnitInterval = 0.10,
         unlearn_epochs: PositiveInt = 200,
-        n_grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2),
-        m: UnitInterval = 0.7,
+        n_grid: tuple[Fraction, ...] = (0.01, 0.02, 0.05, 0.1, 0.2),
+        m: Fraction = 0.7,
         tolerance: UnitInterval = 0.05,
         val_ratio: OpenFraction = 0.2,
         radius: float = 0.05,
         weight: UnitInterval = 0.7,
     ) -> None:
-        if unlearn_lr <= 0 or unlearn_epochs < 1 or radius < 0 or not n_grid:
-            raise ConfigError(f"tsbd needs unlearn_lr > 0, unlearn_epochs >= 1, radius >= 0 and a non-empty "
-                              f"n_grid; got {unlearn_lr}, {unlearn_epochs}, {radius}, {n_grid}")  # fmt: skip
+        if not n_grid:
+            raise ConfigError("n_grid needs at least one share of neurons to try")
         self.recipe, self.unlearn_lr, self.unlearn_epochs = recipe, unlearn_lr, unlearn_epochs
-        self.unlearn_acc = check_fraction("defense.unlearn_acc", unlearn_acc, low_closed=True)
-        self.n_grid = sorted(check_fraction("defense.n_grid", v) for v in n_grid)
-        self.m = check_fraction("defense.m", m)
-        self.tolerance = check_fraction("defense.tolerance", tolerance, low_closed=True)
-        self.val_ratio = check_fraction("defense.val_ratio", val_ratio, high_closed=False)
-        self.radius, self.weight = radius, check_fraction("defense.weight", weight, low_closed=True)
+        self.unlearn_acc, self.n_grid, self.m = unlearn_acc, sorted(n_grid), m
+        self.tolerance, self.val_ratio, self.radius, self.weight = tolerance, val_ratio, radius, weight
 
     def unlearn(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: DefenderContext

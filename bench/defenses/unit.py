@@ -27,7 +27,7 @@ uses it for every step. Deliberate differences from the reference, each a fix or
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -35,7 +35,6 @@ import torch.nn.functional as F
 
 from bench.core.engine import augment as augment_batch
 from bench.core.engine import progress_bar
-from bench.core.errors import ConfigError, check_fraction
 from bench.core.images import to_float
 from bench.core.schema import OpenFraction, Positive, PositiveInt, UnitInterval
 from bench.defenses._base import DefenderContext, Defense, accuracy, split_train_val
@@ -49,11 +48,9 @@ from bench.defenses._bounds import (
 )
 
 Schedule = Literal["paper", "code"]
-SCHEDULES = get_args(Schedule)
 # frozen: one crop/flip of the training split drawn before the statistics, used at every step (reference);
 # per_step: a fresh crop/flip every step, statistics on the plain images; none: plain images throughout
 Augment = Literal["frozen", "per_step", "none"]
-AUGMENTS = get_args(Augment)
 # alpha stays within alpha0 * 2^(+-40). Algorithm 1 doubles it without limit; after ~80 feasible steps
 # alpha^2 * grad^2 overflows Adam's float32 second moment, every update becomes 0 and the bounds freeze.
 ALPHA_RANGE_LOG2 = 40
@@ -63,8 +60,6 @@ class AlphaSchedule:
     """The weight of the bound regulariser, updated after each step from whether accuracy held."""
 
     def __init__(self, kind: str, alpha0: float, patience: int) -> None:
-        if kind not in SCHEDULES:
-            raise ConfigError(f"defense.schedule must be one of {SCHEDULES}, got {kind!r}")
         self.kind, self.alpha0, self.alpha, self.patience = kind, alpha0, alpha0, patience
         self.set_counter = self.up_counter = self.down_counter = 0
 
@@ -111,7 +106,7 @@ class UNIT(Defense):
     def __init__(
         self,
         eps: UnitInterval = 0.02,
-        alpha0: float = 1e-3,
+        alpha0: Positive = 1e-3,
         lr: Positive = 1e-3,
         betas: tuple[float, float] = (0.5, 0.9),
         steps: PositiveInt = 300,
@@ -125,13 +120,7 @@ class UNIT(Defense):
         stop_tol: float = 1e-3,
         activations: tuple[str, ...] = ("ReLU",),
     ) -> None:
-        self.eps = check_fraction("defense.eps", eps, low_closed=True)
-        self.val_ratio = check_fraction("defense.val_ratio", val_ratio, high_closed=False)
-        if steps < 1 or lr <= 0 or alpha0 <= 0:
-            raise ConfigError(f"defense.steps, lr and alpha0 must be positive, got {steps}, {lr}, {alpha0}")
-        if augment not in AUGMENTS:
-            raise ConfigError(f"defense.augment must be one of {AUGMENTS}, got {augment!r}")
-        AlphaSchedule(schedule, alpha0, patience)  # validates the schedule name now, not mid-run
+        self.eps, self.val_ratio = eps, val_ratio
         self.alpha0, self.lr, self.betas, self.steps = alpha0, lr, tuple(betas), steps
         self.schedule, self.patience, self.init_std = schedule, patience, init_std
         self.batch_size, self.augment = batch_size, augment

@@ -220,14 +220,19 @@ def validate(cfg: DictConfig) -> None:
 
 
 def check_constructors(cfg: DictConfig) -> None:
-    """Build the cheap objects of the cell (no data, no model) so their own checks across keys run now."""
-    try:
-        instantiate(cfg.dataset, data_dir=cfg.data_dir)
-        instantiate(cfg.attack, seed=cfg.seed)
-        instantiate(cfg.defense)
-        instantiate(cfg.train)
-    except Exception as exc:
-        cause = config_error(exc)
-        if cause is None:
-            raise
-        raise SettingError(str(cause)) from None
+    """Build the cheap objects of the cell (no data, no model) so their checks across keys run now; the
+    error names the group (a constructor's message names only its own parameters)."""
+    builds = {
+        "dataset": lambda: instantiate(cfg.dataset, data_dir=cfg.data_dir),
+        "attack": lambda: instantiate(cfg.attack, seed=cfg.seed),
+        "defense": lambda: instantiate(cfg.defense),
+        "train": lambda: instantiate(cfg.train),
+    }
+    for group, build in builds.items():
+        try:
+            build()
+        except Exception as exc:
+            cause = config_error(exc)
+            if cause is None:
+                raise
+            raise SettingError(f"{group}: {cause}") from None

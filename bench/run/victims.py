@@ -15,7 +15,6 @@ from omegaconf import DictConfig
 
 from bench.attacks import Attack, AttackContext, TrainNetwork
 from bench.core.engine import fit, precision, prepare_model
-from bench.core.errors import check_fraction
 from bench.core.images import DataBundle, ImageSet, balanced_subset
 from bench.defenses import DefenderContext
 from bench.models import Normalized
@@ -214,7 +213,6 @@ def evaluation_key(victim: str) -> str:
 def load_or_train_victim(cell: Cell) -> Victim:
     """The cell's data and victim model: from the model cache, or trained (and cached) on a miss."""
     cfg = cell.cfg
-    check_fraction("defender_ratio", cfg.defender_ratio, high_closed=False)
     seed_everything(cfg.seed)
     data: DataBundle = instantiate(cfg.dataset, data_dir=cfg.data_dir).load()
     defender_indices(data.train, cfg)  # refused here, before a victim is trained for nothing
