@@ -83,10 +83,27 @@ class IBAU(Defense):
         delta: torch.Tensor,
         rng: random.Random,
     ) -> float:
-        """Set p.grad = dL_outer/dp including the implicit term through delta (fixed-point method)."""
+        """Set p.grad = dL_outer/dp plus the implicit term through delta (``implicit_term``)."""
         delta = delta.detach().requires_grad_(True)
         outer = F.cross_entropy(model(x + self.patch_mask(x, rng) * delta), y)
         g_delta, *g_params = torch.autograd.grad(outer, [delta, *params], allow_unused=True)
+        implicit = self.implicit_term(model, params, x, y, delta, g_delta)
+        for p, g, h in zip(params, g_params, implicit, strict=True):
+            parts = [t for t in (g, h) if t is not None]
+            p.grad = sum(parts) if parts else None
+        return outer.item()
+
+    def implicit_term(
+        self,
+        model: nn.Module,
+        params: list[torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        delta: torch.Tensor,
+        g_delta: torch.Tensor,
+    ) -> tuple[torch.Tensor | None, ...]:
+        """The hypergradient's fixed-point term, (dPhi/dp)^T sum_k (dPhi/ddelta^T)^k dL_outer/ddelta, one
+        entry per parameter (None where it does not reach)."""
         mapped = (
             delta
             - self.fixed_point_lr
@@ -95,11 +112,7 @@ class IBAU(Defense):
         v = torch.zeros_like(delta)
         for _ in range(self.K):  # v = sum_k (dPhi/ddelta^T)^k g_delta
             v = torch.autograd.grad(mapped, delta, grad_outputs=v, retain_graph=True)[0] + g_delta
-        implicit = torch.autograd.grad(mapped, params, grad_outputs=v, allow_unused=True)
-        for p, g, h in zip(params, g_params, implicit, strict=True):
-            parts = [t for t in (g, h) if t is not None]
-            p.grad = sum(parts) if parts else None
-        return outer.item()
+        return torch.autograd.grad(mapped, params, grad_outputs=v, allow_unused=True)
 
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         model.eval()

@@ -2,7 +2,7 @@
 
 A cell whose record exists is not run again unless ``overwrite=true``, so sweeps resume where they
 stopped. A cell another process is running (it holds the cell's claim) is skipped, so several sweeps over
-one list share its cells (``scripts/sweep_two_cores.sh`` runs one per core).
+one list share its cells (``scripts/grid.py`` runs one per core).
 """
 
 from __future__ import annotations

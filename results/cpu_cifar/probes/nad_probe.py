@@ -5,7 +5,8 @@ The teacher: NAD's recipe (lr 0.1 for 2 epochs, then 0.01; scripts' earlier prob
 lr 0.01 too: it keeps the backdoor). Students, all from that teacher: NAD's recipe at lr 0.01 instead of
 0.1, and NAD's recipe in fp32 (no bf16 autocast); the cell itself (`defense=nad`) is NAD's recipe in bf16.
 
-Usage: python scripts/nad_probe.py [OVERRIDE ...]   (default: experiment=cpu_cifar attack=badnets)
+Usage: python results/cpu_cifar/probes/nad_probe.py [OVERRIDE ...]
+       (default: experiment=cpu_cifar attack=badnets)
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Variants: the cell's own configuration (``defense=ibau`` as the grid runs it); B
 (1e-4 instead of the original's 1e-3); and the implicit term dropped (the outer gradient of the patched
 batch only), which says whether the hypergradient's fixed-point term is what diverges.
 
-Usage: python scripts/ibau_probe.py [--rounds N] [OVERRIDE ...]
+Usage: python results/cpu_cifar/probes/ibau_probe.py [--rounds N] [OVERRIDE ...]
        (default: experiment=cpu_cifar_table1 attack=lira, all of the cell's rounds)
 """
 
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import random
 from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from bench.defenses.ibau import IBAU
@@ -30,29 +28,20 @@ from bench.run.victims import load_or_train_victim
 
 class LoggedIBAU(IBAU):
     """I-BAU that keeps (outer loss, gradient norm) per outer batch; ``implicit=False`` drops the
-    hypergradient's fixed-point term."""
+    hypergradient's fixed-point term (``IBAU.implicit_term``)."""
 
     def __init__(self, implicit: bool = True, **params: Any) -> None:
         super().__init__(**params)
         self.implicit = implicit
         self.steps: list[tuple[float, float]] = []
 
-    def hypergradient_step(
-        self,
-        model: nn.Module,
-        params: list[torch.Tensor],
-        x: torch.Tensor,
-        y: torch.Tensor,
-        delta: torch.Tensor,
-        rng: random.Random,
-    ) -> float:
-        if self.implicit:
-            loss = super().hypergradient_step(model, params, x, y, delta, rng)
-        else:
-            outer = F.cross_entropy(model(x + self.patch_mask(x, rng) * delta.detach()), y)
-            for p, g in zip(params, torch.autograd.grad(outer, params, allow_unused=True), strict=True):
-                p.grad = g
-            loss = outer.item()
+    def implicit_term(
+        self, model: nn.Module, params: list[torch.Tensor], *rest: Any
+    ) -> tuple[torch.Tensor | None, ...]:
+        return super().implicit_term(model, params, *rest) if self.implicit else (None,) * len(params)
+
+    def hypergradient_step(self, model: nn.Module, params: list[torch.Tensor], *rest: Any) -> float:
+        loss = super().hypergradient_step(model, params, *rest)
         norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in params if p.grad is not None)).item()
         self.steps.append((loss, norm))
         return loss
