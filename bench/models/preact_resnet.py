@@ -16,7 +16,10 @@ from bench.models.resnet import add_stages, scaled
 
 
 class PreActBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int, act: str) -> None:
+    """A pre-activation basic block; where its shape changes, the shortcut is a 1x1 convolution of the
+    pre-activated input (``shortcut.0`` in PreAct-ResNet, ``shortcut`` in Wide ResNet: ``wrapped``)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, act: str, wrapped: bool = True) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.act1 = make_act(act)
@@ -25,7 +28,8 @@ class PreActBlock(nn.Module):
         self.act2 = make_act(act)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False))
+            conv = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+            self.shortcut = nn.Sequential(conv) if wrapped else conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(x))

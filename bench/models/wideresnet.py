@@ -11,26 +11,8 @@ import torch.nn as nn
 from bench.core.schema import Positive, PositiveInt
 from bench.models._head import PooledClassifier
 from bench.models._layers import make_act
+from bench.models.preact_resnet import PreActBlock
 from bench.models.resnet import scaled
-
-
-class WideBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int, act: str) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.act1 = make_act(act)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.act2 = make_act(act)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.equal = in_planes == planes and stride == 1
-        if not self.equal:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.act1(self.bn1(x))
-        out = self.conv2(self.act2(self.bn2(self.conv1(pre))))
-        return out + (x if self.equal else self.shortcut(pre))
 
 
 class WideResNet(PooledClassifier):
@@ -48,8 +30,8 @@ class WideResNet(PooledClassifier):
         self.conv1 = nn.Conv2d(3, planes[0], 3, 1, 1, bias=False)
         in_planes = planes[0]
         for i, p in enumerate(planes[1:]):
-            blocks = [WideBlock(in_planes if j == 0 else p, p, (1 if i == 0 else 2) if j == 0 else 1, act)
-                      for j in range(n)]  # fmt: skip
+            blocks = [PreActBlock(in_planes if j == 0 else p, p, (1 if i == 0 else 2) if j == 0 else 1, act,
+                                  wrapped=False) for j in range(n)]  # fmt: skip
             setattr(self, f"block{i + 1}", nn.Sequential(*blocks))
             in_planes = p
         self.bn1 = nn.BatchNorm2d(in_planes)
