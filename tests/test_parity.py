@@ -144,3 +144,25 @@ def test_rows_replace_their_own_key_and_keep_the_columns(tmp_path: Path, victim,
     ]
     assert rows[0]["ref_commit"] == "0123456789abcdef"  # the checkout's commit, beside each row
     assert float(rows[0]["d_asr"]) == pytest.approx(3.0 - ref.asr, abs=0.01)
+
+
+def test_a_defense_seed_is_its_own_row(tmp_path: Path) -> None:
+    """Rows of one victim under several defense seeds are kept apart; a row written before the column
+    existed ran with the victim's seed and is replaced by the same row written now."""
+    out = tmp_path / "parity.csv"
+
+    def row(defense_seed: int | None, asr: float) -> harness.Row:
+        return harness.Row(
+            defense="anp", attack="badnets", seed=0, ours_acc=88.0, ours_asr=asr, ref_acc=88.0, ref_asr=4.0,
+            ours_s=1.0, ref_s=1.0, ref_commit="c", setting="threshold=0.2", victim_acc=88.9, victim_asr=100.0,
+            ref_victim_acc=None, ref_victim_asr=None, defense_seed=defense_seed,
+        )  # fmt: skip
+
+    harness.write_row(out, row(None, 13.0))
+    text = out.read_text().splitlines()
+    out.write_text("\n".join([text[0].removesuffix(",defense_seed"), text[1].removesuffix(",0")]) + "\n")
+    harness.write_row(out, row(1, 5.0))
+    harness.write_row(out, row(0, 12.0))  # replaces the row from before the column
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["defense_seed"], float(r["ours_asr"])) for r in rows] == [("0", 12.0), ("1", 5.0)]

@@ -42,7 +42,7 @@ def official_config(cfg: DictConfig, victim: ParityVictim) -> Namespace:
     sets ``cos_t_max``, is set to that length so both anneal to zero over the same epochs)."""
     r = cfg.defense.recipe
     return Namespace(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, momentum=r.momentum,
-                     wd=r.weight_decay, seed=cfg.seed)  # fmt: skip
+                     wd=r.weight_decay, seed=victim.defender.seed)  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,14 @@ from bench.core.engine import precision
 from bench.core.images import ImageSet, to_float
 from bench.defenses._base import DefenderContext, Defense, split_train_val
 from bench.run.cell import Cell
+from bench.run.host import seed_everything
 from bench.run.metrics import evaluate
 from bench.run.victims import load_or_train_victim
 
 COLUMNS = (
     "defense", "attack", "seed", "ours_acc", "ours_asr", "ref_acc", "ref_asr", "ours_s", "ref_s",
     "ref_commit", "setting", "victim_acc", "victim_asr", "ref_victim_acc", "ref_victim_asr",
-    "d_acc", "d_asr", "threads", "cpu",
+    "d_acc", "d_asr", "threads", "cpu", "defense_seed",
 )  # fmt: skip
 
 
@@ -85,12 +86,16 @@ class OfficialResult:
     log: str = field(default="", repr=False)
 
 
-def load_victim(cell: Cell, val_ratio: float = 0.2) -> ParityVictim:
+def load_victim(cell: Cell, defense_seed: int | None = None, val_ratio: float = 0.2) -> ParityVictim:
     """The cell's cached victim (trained on a miss, at the cell's precision) and its data, evaluated in
-    float32 (the official codes evaluate in float32)."""
+    float32 (the official codes evaluate in float32). ``defense_seed`` (default: the cell's) seeds both
+    defenses' own randomness and the validation split, on the same victim and defender images."""
     victim = load_or_train_victim(cell)
     evaluation = victim.evaluation()
     defender = victim.defender_context()
+    if defense_seed is not None and defense_seed != cell.cfg.seed:
+        defender = replace(defender, seed=defense_seed)
+        seed_everything(defense_seed)  # what a defense draws from the global generators differs too
     train, val = split_train_val(defender.data, val_ratio, defender.seed)
     model = victim.model.eval()
     with precision("fp32"):
@@ -253,22 +258,28 @@ class Row:
     d_asr: float = 0.0
     threads: int = field(default_factory=torch.get_num_threads)
     cpu: str = ""
+    defense_seed: int | None = None  # the defenses' own seed on the victim of ``seed`` (default: the same)
 
     def __post_init__(self) -> None:
+        self.defense_seed = self.seed if self.defense_seed is None else self.defense_seed
         self.d_acc = round(self.ours_acc - self.ref_acc, 2)
         self.d_asr = round(self.ours_asr - self.ref_asr, 2)
 
 
 def key(row: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(str(row[k]) for k in ("defense", "attack", "seed", "setting"))
+    """A row's identity; rows written before ``defense_seed`` existed ran with the victim's seed."""
+    row = {**row, "defense_seed": row.get("defense_seed") or row["seed"]}
+    return tuple(str(row[k]) for k in ("defense", "attack", "seed", "defense_seed", "setting"))
 
 
 def write_row(path: Path, row: Row) -> None:
-    """Add ``row`` to the CSV at ``path``, replacing the row of the same (defense, attack, seed, setting)."""
+    """Add ``row`` to the CSV at ``path``, replacing the row of the same (defense, attack, seed, defense seed,
+    setting)."""
     rows = []
     if path.is_file():
         with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if key(r) != key(asdict(row))]
+            rows = [{**r, "defense_seed": r.get("defense_seed") or r["seed"]} for r in csv.DictReader(f)
+                    if key(r) != key(asdict(row))]  # fmt: skip
     rows.append({k: v for k, v in asdict(row).items()})
     rows.sort(key=key)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ def official_config(cfg: DictConfig, victim: ParityVictim) -> Namespace:
     d = cfg.defense
     return Namespace(
         iterations=d.iterations, batch_size=d.batch_size, mask_lr=d.mask_lr, eps=d.eps, anp_steps=d.anp_steps,
-        anp_alpha=d.anp_alpha, threshold=d.threshold, seed=cfg.seed,
+        anp_alpha=d.anp_alpha, threshold=d.threshold, seed=victim.defender.seed,
     )  # fmt: skip
 
 

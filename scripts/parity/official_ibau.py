@@ -45,7 +45,7 @@ SETTINGS = {"original": []}
 
 def official_config(cfg: DictConfig, victim: ParityVictim) -> Namespace:
     d = cfg.defense
-    return Namespace(rounds=d.rounds, K=d.K, lr=d.lr, batch_size=d.batch_size, seed=cfg.seed)
+    return Namespace(rounds=d.rounds, K=d.K, lr=d.lr, batch_size=d.batch_size, seed=victim.defender.seed)
 
 
 class Placeholder:

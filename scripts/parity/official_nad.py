@@ -49,7 +49,7 @@ def official_config(cfg: DictConfig, victim: ParityVictim) -> Namespace:
     d = cfg.defense
     return Namespace(
         betas=list(d.betas), epochs=d.recipe.epochs, teacher_epochs=d.teacher_recipe.epochs, p=d.p,
-        lr=d.recipe.lr, batch_size=d.recipe.batch_size, seed=cfg.seed,
+        lr=d.recipe.lr, batch_size=d.recipe.batch_size, seed=victim.defender.seed,
     )  # fmt: skip
 
 

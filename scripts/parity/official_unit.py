@@ -44,7 +44,7 @@ def official_args(eps: float, steps: int, lr: float, seed: int, target: int) -> 
 def official_config(cfg: DictConfig, victim: ParityVictim) -> Namespace:
     """The reference's arguments for our cell: eps, steps and lr as our defense config has them."""
     d = cfg.defense
-    return official_args(eps=d.eps, steps=d.steps, lr=d.lr, seed=cfg.seed, target=victim.target)
+    return official_args(eps=d.eps, steps=d.steps, lr=d.lr, seed=victim.defender.seed, target=victim.target)
 
 
 def run_official(checkout: Path, victim: ParityVictim, args: Namespace) -> OfficialResult:

@@ -39,7 +39,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--defense", required=True, help="an adapter scripts/parity/official_<defense>.py")
     p.add_argument("--official", type=Path, help="the official code's checkout (for --side official/both)")
     p.add_argument("--attack", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the victim's (the cell's) seed")
+    p.add_argument(
+        "--defense-seed", type=int, help="both defenses' own seed on that victim (default: --seed)"
+    )
     p.add_argument("--experiment", default="cpu_cifar")
     p.add_argument("--out", type=Path, default=REPO / "results" / "parity" / "parity.csv")
     p.add_argument(
@@ -56,7 +59,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def stored(args: argparse.Namespace, side: str, setting: str | None = None) -> Path:
     """Where one side's result (and the official code's printed output) is kept, beside the CSV."""
-    name = f"{args.defense}__{args.attack}__s{args.seed}" + (f"__{setting}" if setting else "")
+    name = f"{args.defense}__{args.attack}__s{args.seed}"
+    if args.defense_seed is not None and args.defense_seed != args.seed:
+        name += f"__d{args.defense_seed}"
+    name += f"__{setting}" if setting else ""
     return args.out.parent / side / f"{name.replace('=', '-')}.json"
 
 
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     ]  # fmt: skip
     if run_ref or due:  # only for work still to do: with both sides stored, only the rows are written
         cell = Cell.compose(base)
-        victim = load_victim(cell)
+        victim = load_victim(cell, args.defense_seed)
         print(
             f"victim {args.attack} seed {args.seed}: ACC {victim.acc:.2f}, ASR {victim.asr:.2f}", flush=True
         )
@@ -110,7 +116,8 @@ def write_rows(args: argparse.Namespace, settings: list[str]) -> None:
             continue
         ours = json.loads(path.read_text())
         row = Row(
-            defense=args.defense, attack=args.attack, seed=args.seed, ours_acc=ours["acc"],
+            defense=args.defense, attack=args.attack, seed=args.seed, defense_seed=args.defense_seed,
+            ours_acc=ours["acc"],
             ours_asr=ours["asr"], ref_acc=ref["acc"], ref_asr=ref["asr"], ours_s=round(ours["seconds"], 1),
             ref_s=round(ref["seconds"], 1), ref_commit=ref["commit"], setting=setting,
             victim_acc=ours["victim_acc"], victim_asr=ours["victim_asr"], ref_victim_acc=ref["victim_acc"],
