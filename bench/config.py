@@ -1,5 +1,6 @@
 """Config arithmetic, beside the catalogue: the budget resolvers every plug-in YAML writes its lengths
-with (``${scaled:N,<defense>}``, ``${ft_epochs:N}``, ``${aux_scaled:N}``), the help catalogue's resolver,
+with (``${scaled:N,<defense>}``, ``${ft_epochs:N}``, ``${aux_scaled:N}``), the attacks' ``${parity:A,B}``,
+the help catalogue's resolver,
 and ``compose_config``, the config ``python -m bench <overrides>`` would run. Importing this module
 registers the resolvers; scripts and tests compose configs from here without the command-line module."""
 
@@ -35,7 +36,14 @@ def finetune_epochs(epochs: int, *, _root_: DictConfig) -> int:
     return int(epochs if shared is None else shared)
 
 
+def parity_choice(as_they_ran: object, before: object, *, _root_: DictConfig) -> object:
+    """``${parity:A,B}``: an attack setting as the UNIT authors' code runs it (A) when ``attack_parity`` is
+    set, else the suite's earlier choice (B), so one key switches every attack's triggers and injection."""
+    return as_they_ran if _root_.get("attack_parity", False) else before
+
+
 OmegaConf.register_new_resolver("scaled", scaled_steps, replace=True)
+OmegaConf.register_new_resolver("parity", parity_choice, replace=True)
 OmegaConf.register_new_resolver("ft_epochs", finetune_epochs, replace=True)
 OmegaConf.register_new_resolver("aux_scaled", aux_scaled_steps, replace=True)
 OmegaConf.register_new_resolver("catalogue", catalogue, replace=True)

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from bench.attacks import Attack
 from bench.defenses import Defense
-from bench.run.identity import CLEAN_ATTACK
+from bench.run.identity import CLEAN_ATTACK, semantic_config
 from tests.conftest import REPO, compose_cfg, group_options, is_timm
 
 
@@ -120,3 +120,26 @@ def test_help_describes_every_option_of_every_group() -> None:
         for name in group_options(group):
             line = next(li for li in out.stdout.splitlines() if li.split()[:1] == [name])
             assert not line.split(None, 1)[1].startswith("bench."), f"{group}={name} has no description"
+
+
+def test_attack_parity_switches_every_attack_to_the_authors_triggers_and_injection() -> None:
+    """``attack_parity=true`` sets each attack's keys as the UNIT authors ran them; false leaves the configs,
+    and so the committed records' ids, as they were (the key itself is not hashed)."""
+    expected = {
+        "badnets": {"trigger_file": True, "poisoning": "in_batch"},
+        "blend": {"trigger_file": True, "poisoning": "in_batch"},
+        "sig": {"trigger_file": True, "poisoning": "in_batch"},
+        "wanet": {"trigger_file": True},
+        "reflection": {"source": "file", "poisoning": "in_batch"},
+        "instagram": {"poisoning": "in_batch"},
+        "dfst": {"style": "sunrise"},
+        "adap_blend": {"pattern": "photo"},
+    }
+    for attack, keys in expected.items():
+        before, names = compose_cfg([f"attack={attack}"])
+        after, _ = compose_cfg([f"attack={attack}", "attack_parity=true"])
+        assert {k: after.attack[k] for k in keys} == keys
+        assert {k: before.attack[k] for k in keys} != keys
+        assert semantic_config(before, names) == semantic_config(
+            compose_cfg([f"attack={attack}", "attack_parity=false"])[0], names
+        )

@@ -25,8 +25,9 @@ RUN_ONLY_KEYS = (
     "results_dir", "cache_dir", "data_dir", "logger", "device", "progress", "eval_batch_size", "overwrite",
     "dry_run", "output_root",
 )  # fmt: skip
-# Keys whose value reaches the hash through the keys that read them (model_width: every model.width).
-DERIVED_KEYS = ("model_width",)
+# Keys whose value reaches the hash through the keys that read them (model_width: every model.width;
+# attack_parity: the attack keys written ${parity:...}).
+DERIVED_KEYS = ("model_width", "attack_parity")
 # Keys added after records were committed, with the value every earlier record ran with: at that value a
 # key stays out of the hash, so earlier cell ids and cache keys remain valid.
 LATER_KEYS = {

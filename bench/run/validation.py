@@ -43,6 +43,7 @@ class RunSettings:
 
     seed: int = 0
     model_width: Positive = 1.0
+    attack_parity: bool = False
     budget: Budget | None = None
     precision: Precision = "auto"
     defender_ratio: OpenFraction = 0.05
