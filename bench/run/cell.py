@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from bench.config import compose_config
@@ -34,11 +33,10 @@ class Cell:
     precision: str
 
     @classmethod
-    def of(cls, cfg: DictConfig, names: dict[str, str] | None = None) -> Cell:
-        """The cell of ``cfg`` (``names``: the groups' options; by default those Hydra chose for the running
-        job), after checking every key of it (``bench.run.validation``)."""
+    def of(cls, cfg: DictConfig, names: dict[str, str]) -> Cell:
+        """The cell of ``cfg`` (``names``: the option Hydra chose in each group), after checking every key
+        of it (``bench.run.validation``)."""
         validate(cfg)
-        names = names if names is not None else {g: HydraConfig.get().runtime.choices[g] for g in GROUPS}
         sem = semantic_config(cfg, names)
         key = victim_key(sem, sem["attack"])
         return cls(names, cfg, sem, cell_id(names, sem), key, resolve_device(cfg.device), cfg.precision)
