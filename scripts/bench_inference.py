@@ -17,6 +17,7 @@ import time
 import torch
 from hydra.utils import instantiate
 
+from bench.core.engine import precision
 from bench.run.cell import Cell
 from bench.run.metrics import predict
 from bench.run.victims import load_or_train_victim
@@ -48,8 +49,9 @@ def main() -> None:
     victim = load_or_train_victim(cell)
     device = victim.cell.device
     x = victim.data.test.x
-    repaired, _ = instantiate(cfg.defense).repair(copy.deepcopy(victim.model), victim.defender_context())
-    before, after = median_seconds([victim.model, repaired], x, device, cfg.eval_batch_size, args.repeats)
+    with precision(cell.precision):  # as the cell runs the defense and evaluates
+        repaired, _ = instantiate(cfg.defense).repair(copy.deepcopy(victim.model), victim.defender_context())
+        before, after = median_seconds([victim.model, repaired], x, device, cfg.eval_batch_size, args.repeats)
     print(json.dumps({
         "overrides": args.overrides, "test_images": len(x), "repeats": args.repeats,
         "original_s": round(before, 4), "defended_s": round(after, 4),

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from bench.attacks._generator import ssim
+from bench.core.engine import precision
 from bench.core.images import to_float
 from bench.run.cell import Cell
 from bench.run.metrics import percent, predict
@@ -45,8 +46,9 @@ def main() -> None:
         x, y = test.x[keep][: args.images], test.y[keep][: args.images]
         triggered = victim.attack.apply_uint8(x)
         device = ctx.device
-        on_clean = percent(predict(clean_model, x, device) == y)
-        on_triggered = percent(predict(clean_model, triggered, device) == y)
+        with precision(ctx.precision):  # as a cell evaluates
+            on_clean = percent(predict(clean_model, x, device) == y)
+            on_triggered = percent(predict(clean_model, triggered, device) == y)
         similarity = ssim(to_float(x), to_float(triggered)).item()
         print(f"| {attack} | {on_clean:.2f} | {on_triggered:.2f} | {similarity:.3f} |")
         rows.append({"attack": attack, "clean_model_acc_on_clean": round(on_clean, 2),

@@ -140,26 +140,28 @@ class CachedAuxiliaryModels:
 
 
 def train_victim(cell: Cell, data: DataBundle, attack: Attack) -> VictimEntry:
-    """Poison (training any auxiliary network the attack needs) and train the model from scratch."""
-    cfg, device = cell.cfg, cell.device
-    recipe = instantiate(cfg.train)
-    attack.to(device)
-    models = CachedAuxiliaryModels(cell, data)
-    start = time.perf_counter()
-    poisoned = attack.poison(data.train, AttackContext(device, recipe, models, cfg.progress))
-    aux_s = time.perf_counter() - start
-    torch.manual_seed(cfg.seed)
-    model = build_model(cell, data)
-    start = time.perf_counter()
-    stats = fit(model, poisoned, recipe, device, hooks=attack,
-                seed=cfg.seed, desc="victim", progress=cfg.progress)  # fmt: skip
-    train_s = time.perf_counter() - start
-    acc = evaluate(model, data.test, None, attack.target, device, cfg.eval_batch_size)["acc"]
-    aux = {"aux_networks_train_s": models.train_s, "aux_networks_facts": models.facts}
-    info = {**attack.info, **{k: v for k, v in aux.items() if v}}
-    meta = VictimMeta(acc, round(train_s, 3), round(aux_s, 3), round(stats["images_per_s"], 1),
-                      compute_info(), info, stats["loss_per_epoch"], stats["acc_per_epoch"])  # fmt: skip
-    return VictimEntry(cpu_state(model), cpu_state(attack), meta)
+    """Poison (training any auxiliary network the attack needs) and train the model from scratch, at the
+    cell's precision whoever asks (a cell's run, or a script for a network the cache misses)."""
+    with precision(cell.precision):
+        cfg, device = cell.cfg, cell.device
+        recipe = instantiate(cfg.train)
+        attack.to(device)
+        models = CachedAuxiliaryModels(cell, data)
+        start = time.perf_counter()
+        poisoned = attack.poison(data.train, AttackContext(device, recipe, models, cfg.progress))
+        aux_s = time.perf_counter() - start
+        torch.manual_seed(cfg.seed)
+        model = build_model(cell, data)
+        start = time.perf_counter()
+        stats = fit(model, poisoned, recipe, device, hooks=attack,
+                    seed=cfg.seed, desc="victim", progress=cfg.progress)  # fmt: skip
+        train_s = time.perf_counter() - start
+        acc = evaluate(model, data.test, None, attack.target, device, cfg.eval_batch_size)["acc"]
+        aux = {"aux_networks_train_s": models.train_s, "aux_networks_facts": models.facts}
+        info = {**attack.info, **{k: v for k, v in aux.items() if v}}
+        meta = VictimMeta(acc, round(train_s, 3), round(aux_s, 3), round(stats["images_per_s"], 1),
+                          compute_info(), info, stats["loss_per_epoch"], stats["acc_per_epoch"])  # fmt: skip
+        return VictimEntry(cpu_state(model), cpu_state(attack), meta)
 
 
 @dataclass
