@@ -221,7 +221,7 @@ def test_unit_optimises_in_float32_under_bf16_precision() -> None:
     assert seen and set(seen) == {torch.float32}
 
 
-@pytest.mark.parametrize("augment", ["frozen", "per_step", "none"])
+@pytest.mark.parametrize("augment", ["frozen", "frozen_all", "per_step", "none"])
 def test_unit_augment_modes_run(augment: str) -> None:
     data = halves_data()
     _, info = UNIT(eps=0.02, steps=2, augment=augment).repair(
@@ -279,3 +279,22 @@ def test_unit_bounds_a_vits_attention_layers() -> None:
     )
     bounded = [m for m in repaired.modules() if type(m).__name__ == "BoundedActivation"]
     assert len(bounded) == 2 and bounded[0].bound.shape == (17, 32)  # 16 patches + the class token
+
+
+@pytest.mark.parametrize(("augment", "augmented"), [("frozen", [80]), ("frozen_all", [80, 20]), ("none", [])])
+def test_frozen_all_also_augments_the_validation_images(
+    monkeypatch, augment: str, augmented: list[int]
+) -> None:
+    """The reference draws one crop/flip of every defender image it collects, its validation images
+    included: ``frozen_all`` does the same after the training split's draw, ``frozen`` only that draw."""
+    seen = []
+
+    def counted(x: torch.Tensor, *args: object) -> torch.Tensor:
+        seen.append(len(x))
+        return x
+
+    monkeypatch.setattr(unit_module, "augment_batch", counted)
+    UNIT(eps=0.02, steps=1, augment=augment).repair(
+        halves_model(), DefenderContext(halves_data(), 10, CPU, progress=False)
+    )
+    assert seen == augmented

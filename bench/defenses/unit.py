@@ -13,7 +13,9 @@ are kept even when the initial ones break eps (when no step is feasible, the las
 ``found_feasible`` is false, as the reference "uses the last one"); the bounds are optimised, clipped and
 validated in float32 whatever ``precision`` says (bf16's resolution near bounds of 1-4 is coarser than
 one Adam step); ``augment=frozen`` draws one crop/flip of the training split before the statistics and
-uses it for every step. Deliberate differences from the reference, each a fix or an option:
+uses it for every step (``frozen_all`` also of the validation split, as the reference's collection does:
+results/parity measures what it changes). Deliberate differences from the reference, each a fix or an
+option:
 - the reference stores the PRE-step bounds against the POST-step validation accuracy (an off-by-one);
   here the bounds that were validated are the ones kept (the initial bounds are a candidate too);
 - weights get no gradients (only the bounds do) and activations run channels_last;
@@ -48,9 +50,11 @@ from bench.defenses._bounds import (
 )
 
 Schedule = Literal["paper", "code"]
-# frozen: one crop/flip of the training split drawn before the statistics, used at every step (reference);
-# per_step: a fresh crop/flip every step, statistics on the plain images; none: plain images throughout
-Augment = Literal["frozen", "per_step", "none"]
+# frozen: one crop/flip of the training split drawn before the statistics, used at every step;
+# frozen_all: the same, and one of the validation split too (the reference draws one crop/flip of every
+# defender image it collects, its validation images included); per_step: a fresh crop/flip every step,
+# statistics on the plain images; none: plain images throughout
+Augment = Literal["frozen", "frozen_all", "per_step", "none"]
 # alpha stays within alpha0 * 2^(+-40). Algorithm 1 doubles it without limit; after ~80 feasible steps
 # alpha^2 * grad^2 overflows Adam's float32 second moment, every update becomes 0 and the bounds freeze.
 ALPHA_RANGE_LOG2 = 40
@@ -132,13 +136,16 @@ class UNIT(Defense):
         gen = torch.Generator().manual_seed(ctx.seed)
         train, val = split_train_val(ctx.data, self.val_ratio, ctx.seed)
         x_train = to_float(train.x.to(device))
-        if self.augment == "frozen":  # one augmented copy, drawn once (the reference's collection)
+        if self.augment in ("frozen", "frozen_all"):  # one augmented copy, drawn once (the reference's)
             x_train = augment_batch(x_train, 4, True, gen)
         x_train = x_train.contiguous(memory_format=torch.channels_last)
         layers = find_activations(model, self.types)
         stats = activation_statistics(model, layers, x_train, device)
         model.eval()
-        x_val = to_float(val.x.to(device)).contiguous(memory_format=torch.channels_last)
+        x_val = to_float(val.x.to(device))
+        if self.augment == "frozen_all":  # the validation images too, drawn after the training split's
+            x_val = augment_batch(x_val, 4, True, gen)
+        x_val = x_val.contiguous(memory_format=torch.channels_last)
         y_val = val.y.to(device)
         acc0 = accuracy(model, x_val, y_val, fp32=True)
         modules = wrap_activations(model, {n: s["mean"] + self.init_std * s["std"] for n, s in stats.items()})

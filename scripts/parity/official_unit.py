@@ -29,7 +29,12 @@ from torchvision import transforms
 
 NAME = "unit"
 # Our side in the official code's configuration (its recorder schedule), then the paper's schedule beside it.
-SETTINGS = {"schedule=code": ["defense.schedule=code"], "schedule=paper": ["defense.schedule=paper"]}
+SETTINGS = {
+    "schedule=code": ["defense.schedule=code"],
+    "schedule=paper": ["defense.schedule=paper"],
+    # the reference also validates on one crop/flip of its validation images (its collection augments all)
+    "schedule=code+augment=frozen_all": ["defense.schedule=code", "defense.augment=frozen_all"],
+}
 LINE = re.compile(r"(Initial|After UNIT) --- Accuracy: ([\d.]+)%, ASR: ([\d.]+)%")
 
 
