@@ -10,8 +10,10 @@ import torch.nn as nn
 
 from bench.attacks.badnets import BadNets
 from bench.core.engine import Recipe, fit
-from bench.core.errors import ConfigError
+from bench.core.errors import SettingError
 from bench.core.images import DataBundle, ImageSet
+from bench.run.validation import validate
+from tests.conftest import compose_cfg
 
 
 class Recorder(nn.Module):
@@ -61,8 +63,9 @@ def test_in_batch_relabels_only_its_share() -> None:
     x, y = attack.augmented_batch_hook(images.x[:16].float() / 255, images.y[:16])
     stamped = (x[:, :, 29:, 29:] == 1).flatten(1).all(1)
     assert stamped.sum() == 8 and (y[stamped] == 0).all() and (y[~stamped] == images.y[:16][~stamped]).all()
-    with pytest.raises(ConfigError, match="attack.poisoning must be one of"):
-        BadNets(poisoning="per_epoch")
+    cfg, _ = compose_cfg(["attack=badnets", "attack.poisoning=per_epoch"])
+    with pytest.raises(SettingError, match="attack.poisoning='per_epoch' is not allowed"):
+        validate(cfg)
 
 
 def shift_correlation(pattern: torch.Tensor) -> float:
