@@ -3,6 +3,7 @@ different ends."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -37,3 +38,16 @@ def test_two_sweeps_take_the_attacks_from_opposite_ends_with_the_same_overrides(
         )
     three = grid.sweep_commands("cpu_cifar", ["attack=a,b,c"], 3, "g")
     assert [c[5] for c in three] == ["attack=a,b,c", "attack=c,b,a", "attack=c,a,b"]
+
+
+def test_the_runner_starts_its_sweeps_and_reports_their_status(tmp_path) -> None:
+    """Both sweeps run (here as dry runs) from the caller's folder and the runner exits 0; a failing
+    sweep makes it exit 1."""
+    script = str(REPO / "scripts" / "grid.py")
+    command = [sys.executable, script, "smoke", "attack=badnets,blend", "defense=none", "dry_run=true",
+               "logger=none", f"output_root={tmp_path}"]  # fmt: skip
+    ok = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.count("dry run: 2 cells") == 2
+    bad = subprocess.run([*command, "defense.nonexistent=1"], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 1
