@@ -10,17 +10,16 @@ from typing import Any
 import pytest
 import torch
 import torch.nn as nn
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from bench.attacks import AttackContext
 from bench.catalogue import CONF_DIR, options
-from bench.config import compose_config
 from bench.core.engine import Recipe, fit
 from bench.core.images import DataBundle, ImageSet
 from bench.defenses import DefenderContext
 from bench.models import Normalized
 from bench.models.resnet import resnet18
-from bench.run.identity import GROUPS
+from bench.run.cell import compose_job
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -63,11 +62,7 @@ def is_timm(model: str) -> bool:
 
 def compose_cfg(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
     """(config, chosen option per group), exactly as ``python -m bench <overrides>`` would see them."""
-    cfg = compose_config(overrides, return_hydra_config=True)
-    names = {g: cfg.hydra.runtime.choices[g] for g in GROUPS}
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg, names
+    return compose_job(overrides)
 
 
 @pytest.fixture

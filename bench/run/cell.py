@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, open_dict
 
 from bench.config import compose_config
 from bench.run.cache import ModelCache
@@ -18,6 +18,15 @@ from bench.run.host import resolve_device
 from bench.run.identity import GROUPS, cell_id, cell_label, semantic_config, victim_key
 from bench.run.records import claim_path, failure_path, record_path
 from bench.run.validation import validate
+
+
+def compose_job(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
+    """(config, chosen option per group), exactly as ``python -m bench <overrides>`` sees them, unchecked."""
+    cfg = compose_config(overrides, return_hydra_config=True)
+    names = {g: cfg.hydra.runtime.choices[g] for g in GROUPS}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, names
 
 
 @dataclass(frozen=True)
@@ -44,11 +53,7 @@ class Cell:
     @classmethod
     def compose(cls, overrides: list[str]) -> Cell:
         """The cell ``python -m bench <overrides>`` would run (for scripts and tests)."""
-        cfg = compose_config(overrides, return_hydra_config=True)
-        names = {g: cfg.hydra.runtime.choices[g] for g in GROUPS}
-        with_hydra = OmegaConf.to_container(cfg, resolve=False)
-        del with_hydra["hydra"]
-        return cls.of(OmegaConf.create(with_hydra), names)
+        return cls.of(*compose_job(overrides))
 
     @property
     def label(self) -> str:
