@@ -281,7 +281,7 @@ def test_wandb_offline_run_is_written(smoke_cfg, tmp_path: Path, monkeypatch) ->
 # Clean-label attacks only work once the victim has learnt its classes (the backdoor is a shortcut beside
 # the target class's features); a smoke victim (2 epochs on 2,000 images, ~25% ACC) has not, so their ASR
 # is checked on the cpu_cifar victims (results/cpu_cifar/attacks.md), not here.
-CLEAN_LABEL = ("sig", "cl")
+CLEAN_LABEL = ("sig", "cl", "combat")
 # Trojan's trigger steps and CL's PGD steps are the papers' numbers and not budget-scaled (scaling them
 # would change the committed records of the Fashion-MNIST grid), so plain smoke spends ~1.5 min and ~45 s
 # on them; their smoke cells here shorten them.
