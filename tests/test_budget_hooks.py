@@ -28,6 +28,7 @@ FIXED = {
     ("defense", "rnp", "unlearn_epochs"): "a cap on the unlearning's stopping rule (acc <= clean_threshold)",
     ("defense", "tsbd", "unlearn_epochs"): "a cap on the unlearning's stopping rule (acc <= unlearn_acc)",
     ("defense", "nc", "epoch_steps"): "batches per reverse-engineering epoch (1,000 / 32), not a length",
+    ("defense", "super_ft", "recipe.cycle_steps"): "iterations per half-cycle of the lr: the schedule's shape",
     ("attack", "cl", "steps"): "PGD steps of the adversarial perturbation: the attack's strength",
     ("attack", "trojan", "steps"): "the trigger's optimisation against the chosen neurons (the original's)",
     ("attack", "dfst", "detox_epochs"): "the detoxification rounds over the probe set, part of the attack",

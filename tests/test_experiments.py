@@ -15,7 +15,7 @@ from bench.run.identity import semantic_config, victim_key
 from tests.conftest import compose_cfg, group_options
 
 # not in Table 1's mitigation grid: the detectors and baselines, and the appendix's newer defenses
-DETECTORS_AND_BASELINES = {"strip", "clip_uniform", "clp", "ft_sam", "fst", "rnp"}
+DETECTORS_AND_BASELINES = {"strip", "clip_uniform", "clp", "ft_sam", "fst", "rnp", "super_ft"}
 APPENDIX_ATTACKS = {"combat"}  # the appendix's newer attacks: not Table 1 or Fig. 5 rows
 
 

@@ -28,7 +28,7 @@ LABELS = {
     "combat": "COMBAT",
     "ft": "FT", "fp": "FP", "nad": "NAD", "anp": "ANP", "nc": "NC", "ibau": "I-BAU", "seam": "SEAM",
     "unit": "UNIT", "tsbd": "TSBD", "bna": "BNA", "strip": "STRIP", "clip_uniform": "Uniform clip",
-    "clp": "CLP", "ft_sam": "FT-SAM", "fst": "FST", "rnp": "RNP",
+    "clp": "CLP", "ft_sam": "FT-SAM", "fst": "FST", "rnp": "RNP", "super_ft": "Super-FT",
 }  # fmt: skip
 LABELS |= {AVERAGE: "Average", KEPT: "Average, collapsed left out"}
 
