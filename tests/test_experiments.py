@@ -16,6 +16,7 @@ from tests.conftest import compose_cfg, group_options
 
 # not in Table 1's mitigation grid: the detectors and baselines, and the appendix's newer defenses
 DETECTORS_AND_BASELINES = {"strip", "clip_uniform", "clp", "ft_sam", "fst", "rnp", "super_ft"}
+DETECTORS_AND_BASELINES |= {"unit_attention"}  # UNIT on a ViT's attention layers (experiment=transformer)
 APPENDIX_ATTACKS = {"combat"}  # the appendix's newer attacks: not Table 1 or Fig. 5 rows
 
 
@@ -96,3 +97,18 @@ def test_slurm_launcher_presets_extend_submitit(preset: str, gpus: int | None) -
     launcher = compose_config([f"hydra/launcher={preset}"], return_hydra_config=True).hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert launcher.gpus_per_node == gpus and launcher.timeout_min > 0 and launcher.array_parallelism > 0
+
+
+def test_appendix_and_transformer_experiments_sweep_their_cells() -> None:
+    """Appendix A.2: the newer attacks x no defense, the newer defenses and UNIT; Section 5.2: BadNets x no
+    defense and UNIT on the attention layers of the ViT; both with the cpu_cifar Table 1 budget."""
+    assert cells("appendix_a2") == [
+        {"attack": "combat", "defense": d}
+        for d in ("none", "clp", "fst", "rnp", "ft_sam", "super_ft", "unit")
+    ]
+    assert cells("transformer") == [{"attack": "badnets", "defense": d} for d in ("none", "unit_attention")]
+    cfg = compose_config(["experiment=transformer", "defense=unit_attention"])
+    assert cfg.model.name.startswith("vit") and list(cfg.defense.activations) == ["Attention"]
+    table1 = compose_config(["experiment=cpu_cifar_table1"])
+    for experiment in ("appendix_a2", "transformer"):
+        assert compose_config([f"experiment={experiment}"]).budget == table1.budget
