@@ -17,7 +17,7 @@ from tests.conftest import compose_cfg, group_options
 # not in Table 1's mitigation grid: the detectors and baselines, and the appendix's newer defenses
 DETECTORS_AND_BASELINES = {"strip", "clip_uniform", "clp", "ft_sam", "fst", "rnp", "super_ft"}
 DETECTORS_AND_BASELINES |= {"unit_attention"}  # UNIT on a ViT's attention layers (experiment=transformer)
-APPENDIX_ATTACKS = {"combat"}  # the appendix's newer attacks: not Table 1 or Fig. 5 rows
+APPENDIX_ATTACKS = {"combat", "narcissus"}  # the appendix's newer attacks: not Table 1 or Fig. 5 rows
 
 
 def cells(experiment: str) -> list[dict[str, str]]:
@@ -103,7 +103,8 @@ def test_appendix_and_transformer_experiments_sweep_their_cells() -> None:
     """Appendix A.2: the newer attacks x no defense, the newer defenses and UNIT; Section 5.2: BadNets x no
     defense and UNIT on the attention layers of the ViT; both with the cpu_cifar Table 1 budget."""
     assert cells("appendix_a2") == [
-        {"attack": "combat", "defense": d}
+        {"attack": a, "defense": d}
+        for a in ("combat", "narcissus")
         for d in ("none", "clp", "fst", "rnp", "ft_sam", "super_ft", "unit")
     ]
     assert cells("transformer") == [{"attack": "badnets", "defense": d} for d in ("none", "unit_attention")]
