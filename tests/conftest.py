@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 
 from bench.attacks import AttackContext
 from bench.catalogue import CONF_DIR, options
@@ -152,3 +154,29 @@ def context(train_set: ImageSet | None = None, recipe: Recipe | None = None) -> 
 def ctx(n: int = 200) -> DefenderContext:
     """A defender context on toy data."""
     return DefenderContext(toy_data(n, seed=2), 10, CPU, seed=0, progress=False)
+
+
+def write_tiny_imagenet(root: Path, classes: int = 2, per_class: int = 3) -> None:
+    """A few 64 x 64 JPEGs in the layout tiny-imagenet-200.zip unpacks to (train/<wnid>/images/)."""
+    g = np.random.default_rng(0)
+    for c in range(classes):
+        wnid = f"n0000000{c}"
+        folder = root / "tiny-imagenet-200" / "train" / wnid / "images"
+        folder.mkdir(parents=True)
+        (root / "tiny-imagenet-200" / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
+        for i in range(per_class):
+            pixels = np.full((64, 64, 3), 40 + 150 * c, dtype=np.uint8) + g.integers(
+                0, 20, (64, 64, 3), np.uint8
+            )
+            Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG")
+
+
+def data_dir_with_tiny_imagenet(tmp_path: Path) -> Path:
+    """A data_dir holding the real one's folders (linked) and a few Tiny-ImageNet files (NARCISSUS's POOD
+    set, not reachable offline)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    for entry in DATA_DIR.iterdir() if DATA_DIR.is_dir() else []:
+        (root / entry.name).symlink_to(entry.resolve())
+    write_tiny_imagenet(root)
+    return root

@@ -36,6 +36,10 @@ def built(name: str, *overrides: str) -> Attack:
     return attack
 
 
+# triggers that exist only once poisoning has optimised them (NARCISSUS starts from zero, as the official)
+OPTIMISED_IN_POISONING = ("narcissus",)
+
+
 @pytest.mark.parametrize("name", TRIGGERED)
 def test_trigger_keeps_shape_range_and_changes_images(name: str) -> None:
     attack = built(name)
@@ -43,7 +47,10 @@ def test_trigger_keeps_shape_range_and_changes_images(name: str) -> None:
     out = attack.apply(x)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert out.min() >= 0 and out.max() <= 1
-    assert (out - x).abs().amax((1, 2, 3)).min() > 1e-3  # every image carries a trigger
+    if name in OPTIMISED_IN_POISONING:
+        assert torch.equal(out, x)
+    else:
+        assert (out - x).abs().amax((1, 2, 3)).min() > 1e-3  # every image carries a trigger
     stored = attack.apply_uint8(quantize(x))
     assert stored.dtype == torch.uint8 and stored.shape == x.shape
 

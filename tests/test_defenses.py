@@ -265,10 +265,14 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"cache_dir={tmp_path_factory.mktemp('cache')}"
 
 
+VIT_ONLY = ("unit_attention",)  # a ViT's: test_unit.py runs UNIT on one, test_experiments its experiment
+
+
 @needs_smoke_data
 @pytest.mark.parametrize("model", ["resnet18", *slow_params("vgg11", "mobilenet")])
 @pytest.mark.parametrize(
-    "defense", [d for d in group_options("defense") if d not in ("none", "ft", "unit", "clip_uniform")]
+    "defense",
+    [d for d in group_options("defense") if d not in ("none", "ft", "unit", "clip_uniform", *VIT_ONLY)],
 )
 def test_smoke_cell_per_defense_and_architecture(
     smoke_cfg, shared_cache: str, model: str, defense: str

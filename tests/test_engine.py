@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bench.core.engine import Recipe, TrainingHooks, augment, autocast, fit, precision
+from bench.core.engine import Recipe, TrainingHooks, augment, autocast, fit, make_optimizer, precision
 from bench.core.errors import ConfigError, SettingError
 from bench.core.images import ImageSet
 from bench.run.validation import validate
@@ -164,3 +164,20 @@ def test_precision_holds_for_its_block_only() -> None:
     assert matmul_dtype() == torch.float32
     with pytest.raises(ConfigError, match="precision must be one of"), precision("fp16"):
         pass
+
+
+def test_cyclic_schedule_climbs_to_each_phases_peak_and_back() -> None:
+    """Super-FT's two phases: triangular cycles of 10 iterations up and 10 down between the base lr and a
+    peak of 2.5 for the first 40% of training, of 0.05 after."""
+    recipe = Recipe(lr=0.03, momentum=0.0, schedule="cyclic", cycle_steps=10, cycle_peaks=(2.5, 0.05),
+                    cycle_switch=0.4)  # fmt: skip
+    opt, sched = make_optimizer(nn.Linear(2, 2), recipe, steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.03) and lrs[10] == pytest.approx(2.5) and lrs[20] == pytest.approx(0.03)
+    assert lrs[5] == pytest.approx(0.03 + 2.47 / 2) and lrs[15] == pytest.approx(0.03 + 2.47 / 2)
+    assert lrs[30] == pytest.approx(2.5) and lrs[50] == pytest.approx(0.05) and lrs[90] == pytest.approx(0.05)
+    assert max(lrs[40:]) == pytest.approx(0.05) and min(lrs) == pytest.approx(0.03)

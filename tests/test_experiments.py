@@ -15,7 +15,9 @@ from bench.run.identity import semantic_config, victim_key
 from tests.conftest import compose_cfg, group_options
 
 # not in Table 1's mitigation grid: the detectors and baselines, and the appendix's newer defenses
-DETECTORS_AND_BASELINES = {"strip", "clip_uniform", "clp", "ft_sam", "fst", "rnp"}
+DETECTORS_AND_BASELINES = {"strip", "clip_uniform", "clp", "ft_sam", "fst", "rnp", "super_ft"}
+DETECTORS_AND_BASELINES |= {"unit_attention"}  # UNIT on a ViT's attention layers (experiment=transformer)
+APPENDIX_ATTACKS = {"combat", "narcissus"}  # the appendix's newer attacks: not Table 1 or Fig. 5 rows
 
 
 def cells(experiment: str) -> list[dict[str, str]]:
@@ -31,7 +33,7 @@ def cells(experiment: str) -> list[dict[str, str]]:
 @pytest.mark.parametrize("experiment", ["table1", "cpu_table1", "cpu_cifar_table1"])
 def test_table1_grids_cover_every_attack_and_mitigation(experiment: str) -> None:
     jobs = cells(experiment)
-    attacks = group_options("attack")
+    attacks = sorted(set(group_options("attack")) - APPENDIX_ATTACKS)
     defenses = sorted(set(group_options("defense")) - DETECTORS_AND_BASELINES)
     assert sorted({j["attack"] for j in jobs}) == attacks and "none" in attacks
     assert sorted({j["defense"] for j in jobs}) == defenses and "none" in defenses
@@ -42,7 +44,7 @@ def test_fig5_and_clean_models_cover_the_six_pairs() -> None:
     pairs = group_options("pair")
     assert len(pairs) == 6
     fig5 = cells("fig5")
-    assert len(fig5) == 6 * len(group_options("attack")) * 2
+    assert len(fig5) == 6 * len(set(group_options("attack")) - APPENDIX_ATTACKS) * 2
     assert {j["defense"] for j in fig5} == {"none", "unit"} and {j["pair"] for j in fig5} == set(pairs)
     clean = cells("clean_models")
     assert {j["attack"] for j in clean} == {"none"} and {j["pair"] for j in clean} == set(pairs)
@@ -95,3 +97,19 @@ def test_slurm_launcher_presets_extend_submitit(preset: str, gpus: int | None) -
     launcher = compose_config([f"hydra/launcher={preset}"], return_hydra_config=True).hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert launcher.gpus_per_node == gpus and launcher.timeout_min > 0 and launcher.array_parallelism > 0
+
+
+def test_appendix_and_transformer_experiments_sweep_their_cells() -> None:
+    """Appendix A.2: the newer attacks x no defense, the newer defenses and UNIT; Section 5.2: BadNets x no
+    defense and UNIT on the attention layers of the ViT; both with the cpu_cifar Table 1 budget."""
+    assert cells("appendix_a2") == [
+        {"attack": a, "defense": d}
+        for a in ("combat", "narcissus")
+        for d in ("none", "clp", "fst", "rnp", "ft_sam", "super_ft", "unit")
+    ]
+    assert cells("transformer") == [{"attack": "badnets", "defense": d} for d in ("none", "unit_attention")]
+    cfg = compose_config(["experiment=transformer", "defense=unit_attention"])
+    assert cfg.model.name.startswith("vit") and list(cfg.defense.activations) == ["Attention"]
+    table1 = compose_config(["experiment=cpu_cifar_table1"])
+    for experiment in ("appendix_a2", "transformer"):
+        assert compose_config([f"experiment={experiment}"]).budget == table1.budget

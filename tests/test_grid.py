@@ -16,7 +16,8 @@ import grid  # noqa: E402
 
 
 def test_the_experiments_sweep_gives_the_attacks() -> None:
-    assert grid.attack_list("cpu_cifar_table1", []) == options("attack")  # glob(*)
+    table1 = [a for a in options("attack") if a not in ("combat", "narcissus")]  # the appendix's excluded
+    assert grid.attack_list("cpu_cifar_table1", []) == table1
     assert grid.attack_list("cpu_cifar_table1", ["attack=blend,badnets"]) == ["blend", "badnets"]
     assert grid.attack_list("cpu_cifar", ["attack=glob(*,exclude=[none,dfst])"]) == [
         a for a in options("attack") if a not in ("none", "dfst")

@@ -63,3 +63,22 @@ def test_timm_models_refuse_a_width_multiplier_and_unknown_names() -> None:
         timm_model("resnet18", width=0.125)
     with pytest.raises(ConfigError, match="unknown timm model"):
         timm_model("no_such_net")
+
+
+def test_timm_model_loads_a_local_weights_file_with_a_fresh_head(tmp_path) -> None:
+    """``model.pretrained``: the file's weights everywhere but the classifier, which starts afresh for the
+    dataset's classes; a missing file is refused by name."""
+    from bench.core.errors import ConfigError
+    from bench.models.timm_model import timm_model
+
+    small = {"img_size": 32, "patch_size": 8, "depth": 1}
+    torch.manual_seed(0)
+    source = timm_model("vit_tiny_patch16_224", num_classes=1000, **small)
+    torch.save(source.state_dict(), tmp_path / "vit.pth")
+    loaded = timm_model("vit_tiny_patch16_224", num_classes=10, pretrained=str(tmp_path / "vit.pth"), **small)
+    assert torch.equal(loaded.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+    assert torch.equal(loaded.pos_embed, source.pos_embed) and loaded.head.weight.shape == (10, 192)
+    fresh = timm_model("vit_tiny_patch16_224", num_classes=10, **small)
+    assert not torch.equal(fresh.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+    with pytest.raises(ConfigError, match="model.pretrained=.*no such file"):
+        timm_model("vit_tiny_patch16_224", pretrained=str(tmp_path / "missing.pth"), **small)

@@ -23,7 +23,15 @@ from bench.run.identity import cell_id, semantic_config
 from bench.run.records import claim_path, read_records, record_path
 from bench.run.runner import run_cell
 from bench.run.wandb_logger import WandbLogger
-from tests.conftest import REPO, SMOKE_DATASET, group_options, is_timm, needs_smoke_data, slow_params
+from tests.conftest import (
+    REPO,
+    SMOKE_DATASET,
+    data_dir_with_tiny_imagenet,
+    group_options,
+    is_timm,
+    needs_smoke_data,
+    slow_params,
+)
 
 pytestmark = needs_smoke_data
 
@@ -281,7 +289,7 @@ def test_wandb_offline_run_is_written(smoke_cfg, tmp_path: Path, monkeypatch) ->
 # Clean-label attacks only work once the victim has learnt its classes (the backdoor is a shortcut beside
 # the target class's features); a smoke victim (2 epochs on 2,000 images, ~25% ACC) has not, so their ASR
 # is checked on the cpu_cifar victims (results/cpu_cifar/attacks.md), not here.
-CLEAN_LABEL = ("sig", "cl")
+CLEAN_LABEL = ("sig", "cl", "combat", "narcissus")
 # Trojan's trigger steps and CL's PGD steps are the papers' numbers and not budget-scaled (scaling them
 # would change the committed records of the Fashion-MNIST grid), so plain smoke spends ~1.5 min and ~45 s
 # on them; their smoke cells here shorten them.
@@ -309,8 +317,11 @@ def test_every_model_runs_in_plain_smoke_form(smoke_cfg, model: str) -> None:
 
 
 @pytest.mark.parametrize("name", [a for a in group_options("attack") if a != "none"])
-def test_smoke_cell_per_attack(smoke_cfg, name: str) -> None:
-    cfg, names = smoke_cfg(f"attack={name}", "defense=none", *SMOKE_ATTACK_OVERRIDES.get(name, []))
+def test_smoke_cell_per_attack(smoke_cfg, tmp_path: Path, name: str) -> None:
+    overrides = SMOKE_ATTACK_OVERRIDES.get(name, [])
+    if name == "narcissus":  # its surrogate learns on Tiny-ImageNet: a few files in its archive's layout
+        overrides = [*overrides, f"data_dir={data_dir_with_tiny_imagenet(tmp_path)}"]
+    cfg, names = smoke_cfg(f"attack={name}", "defense=none", *overrides)
     record = run_cell(Cell.of(cfg, names))
     if name not in CLEAN_LABEL:  # the smoke victim learnt the backdoor: above chance
         assert record.asr_before > 100 / 10 + 5

@@ -5,6 +5,8 @@ either way (a wrong or truncated file is refused, never used).
 - ``backdoorvault/``: Gwinhen/BackdoorVault's ``data/`` folder (MIT), the attack code of UNIT's group:
   the Blend and SIG patterns, the Reflection image, WaNet's fixed grids.
 - ``unit_reference/``: Megum1/UNIT's ``data/`` folder (MIT): its BadNets patch.
+- ``narcissus/``: ruoxi-jia-group/Narcissus's ``checkpoint/`` folder (MIT): the authors' NARCISSUS trigger
+  for CIFAR-10's class 2.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ SOURCES = {
     "73f711ae70f507b4ade4647090b8dfeecbf66b79/data/",
     "unit_reference": "https://raw.githubusercontent.com/Megum1/UNIT/"
     "b78fe555e8c3a81a301790b76c7437215f6e9edf/data/",
+    "narcissus": "https://raw.githubusercontent.com/ruoxi-jia-group/Narcissus/"
+    "de128d870d7ef0560a4804e413b1c57909883195/checkpoint/",
 }
 # sha256sum's format (the digests of ../shared/data/README.md)
 CHECKSUMS = """
@@ -35,6 +39,7 @@ bf84c8b5d6178518ce0e0e9c6fa914e22d8fd542c9e25bf71babb9c995301507 backdoorvault/t
 2e9ed79ce3b2f623abcd3477fb6bb25e9d412f387b9b1671e668990650e86512 backdoorvault/trigger/wanet/identity_grid.pt
 5fdf1ee7624bf8cdaa1b9bc5648f2b98f0d36bef40cfa71472b5ba55701f3f8b backdoorvault/trigger/wanet/noise_grid.pt
 85c1b5dcab00077a42ee2650f382cb8ba7f0b1725244520249a29a7a4148f4bc unit_reference/trigger/badnet/flower_nobg.png
+da7156b3ae55a6e3537146d9fdd00d41a99afb40cc7baa1019e12202c022a6a6 narcissus/resnet18_trigger.npy
 """
 SHA256 = {name: digest for digest, name in (line.split() for line in CHECKSUMS.strip().splitlines())}
 # DFST's style domain: 250 sunrise photographs (32 x 32 PNG), their file numbers and the digest of the

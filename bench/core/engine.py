@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from bench.core.errors import ConfigError
 from bench.core.images import ImageSet
-from bench.core.schema import Positive, PositiveInt, Range
+from bench.core.schema import Positive, PositiveInt, Range, UnitInterval
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class TrainingHooks:
         """Called after each epoch (0-based), with the model in train mode."""
 
 
-Schedule = Literal["cosine", "step", "constant"]
+Schedule = Literal["cosine", "step", "constant", "cyclic"]
 Optimizer = Literal["sgd", "adam"]
 T = TypeVar("T")
 
@@ -90,6 +90,12 @@ class Recipe:
     # steps from w; 0 = a plain step
     sam_rho: float = 0.0
     sam_adaptive: bool = False
+    # schedule=cyclic (Super-FT's two phases of triangular cycles): the lr climbs linearly from ``lr`` to a
+    # peak over ``cycle_steps`` iterations and back over as many, again and again; the peak is
+    # ``cycle_peaks[0]`` during the first ``cycle_switch`` share of the epochs, ``cycle_peaks[1]`` after
+    cycle_steps: PositiveInt = 10
+    cycle_peaks: tuple[float, float] = (0.1, 0.01)
+    cycle_switch: UnitInterval = 0.4
 
 
 def sharpness_aware_gradient(
@@ -227,9 +233,24 @@ def make_optimizer(
     elif recipe.schedule == "step":  # x0.1 at the milestone epochs, else at 50% and 75% of training
         drops = [m * steps_per_epoch for m in recipe.milestones] or [steps // 2, steps * 3 // 4]
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, drops, 0.1)
+    elif recipe.schedule == "cyclic":
+        switch = round(recipe.cycle_switch * steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: cyclic_lr(step, recipe, switch) / recipe.lr
+        )
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     return opt, sched
+
+
+def cyclic_lr(step: int, recipe: Recipe, switch: int) -> float:
+    """The lr of ``schedule=cyclic`` at iteration ``step``: triangular cycles between ``recipe.lr`` and
+    the phase's peak (the first peak before iteration ``switch``, the second after)."""
+    peak = recipe.cycle_peaks[0] if step < switch else recipe.cycle_peaks[1]
+    half = recipe.cycle_steps
+    position = step % (2 * half)
+    rise = position if position < half else 2 * half - position
+    return recipe.lr + (peak - recipe.lr) * rise / half
 
 
 def fit(

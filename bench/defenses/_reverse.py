@@ -15,6 +15,7 @@ from bench.core.engine import progress_bar
 from bench.core.images import stamp
 
 MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of the std under normality
+IMAGES_PER_PASS = 512  # images in one batched forward pass of several searches (bounds the activations)
 
 
 def anomaly_indices(norms: torch.Tensor) -> torch.Tensor:
@@ -46,49 +47,108 @@ class TriggerSearch:
 
     def run(self, model: nn.Module, x: torch.Tensor, target: int, gen: torch.Generator,
             progress: bool) -> dict[str, Any]:  # fmt: skip
-        device = x.device
-        _, c, h, w = x.shape
-        mask_logit = torch.zeros(1, 1, h, w, device=device, requires_grad=True)
-        pattern_logit = torch.zeros(1, c, h, w, device=device, requires_grad=True)
-        opt = torch.optim.Adam([mask_logit, pattern_logit], lr=self.lr, betas=(0.5, 0.9))
-        schedule = CostSchedule(self.init_cost, self.asr_threshold, self.patience, self.cost_from_zero)
-        epoch = self.epoch_steps or max(1, math.ceil(len(x) / self.batch_size))
-        best: dict[str, Any] = {"l1": math.inf}
-        hits = seen = stale = 0
-        y = torch.full((self.batch_size,), target, device=device)
+        """One search: images ``x``, towards class ``target``, its batches drawn from ``gen``."""
+        return self.run_many(model, [x], [target], [gen], progress, desc=f"nc class {target}")[0]
+
+    def run_many(self, model: nn.Module, pools: list[torch.Tensor], targets: list[int],
+                 gens: list[torch.Generator], progress: bool, desc: str = "trigger search",
+                 ) -> list[dict[str, Any]]:  # fmt: skip
+        """Several independent searches in one batched forward pass per step: search k draws its batches
+        from ``pools[k]`` with ``gens[k]`` and has its own mask, pattern, Adam, cost schedule, best trigger
+        and early stop (a stopped search drops out of the batch). The model is in eval mode, so an image's
+        output does not depend on the others' in the batch: each search takes the steps it takes alone."""
+        device = pools[0].device
+        _, c, h, w = pools[0].shape
+        searches = [Search(t, g, (c, h, w), device, self) for t, g in zip(targets, gens, strict=True)]
+        epochs = [self.epoch_steps or max(1, math.ceil(len(pool) / self.batch_size)) for pool in pools]
+        active = list(range(len(searches)))
         step = 0
-        for step in progress_bar(range(1, self.steps + 1), desc=f"nc class {target}", enabled=progress):
-            xb = x[torch.randint(len(x), (self.batch_size,), generator=gen).to(device)]
-            mask = (torch.tanh(mask_logit) + 1) / 2
-            pattern = (torch.tanh(pattern_logit) + 1) / 2
-            logits = model(stamp(xb, mask, pattern))
-            l1 = mask.sum()
-            loss = F.cross_entropy(logits, y) + schedule.cost * l1
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            hits += int((logits.argmax(1) == target).sum())
-            seen += len(xb)
-            if step % epoch:
-                continue
-            asr, hits, seen = hits / seen, 0, 0
-            if asr >= self.asr_threshold and l1.item() < best["l1"]:
-                best = {"l1": l1.item(), "mask": mask.detach().clone(), "pattern": pattern.detach().clone()}
-                stale = 0
-            elif best["l1"] < math.inf:
-                stale += 1
-            schedule.update(asr)
-            patience = self.early_stop_patience
-            if patience is not None and schedule.moved_both_ways and stale >= patience:
+        per_pass = max(1, IMAGES_PER_PASS // self.batch_size)  # searches per pass (BNA runs 90 at once)
+        for step in progress_bar(range(1, self.steps + 1), desc=desc, enabled=progress):
+            for first in range(0, len(active), per_pass):
+                part = active[first : first + per_pass]
+                self.forward_backward(model, [searches[i] for i in part], [pools[i] for i in part], device)
+            for i in list(active):  # each search's epoch: its images / batch, or epoch_steps
+                searches[i].opt.step()
+                searches[i].steps = step
+                if step % epochs[i] == 0 and searches[i].end_epoch():
+                    active.remove(i)
+            if not active:
                 break
+        return [search.result() for search in searches]
+
+    def forward_backward(
+        self, model: nn.Module, searches: list[Search], pools: list[torch.Tensor], device: torch.device
+    ) -> None:
+        """One batched pass for ``searches``: each one's loss CE(f(x'), its target) + cost * |m|_1 on its
+        own batch, backpropagated into its own mask and pattern; its hits and step state kept."""
+        bs = self.batch_size
+        xb = torch.stack([search.batch(pool, bs) for search, pool in zip(searches, pools, strict=True)])
+        masks = torch.stack([search.mask() for search in searches])
+        patterns = torch.stack([search.pattern() for search in searches])
+        logits = model(stamp(xb, masks[:, None], patterns[:, None]).flatten(0, 1))
+        y = torch.tensor([search.target for search in searches], device=device).repeat_interleave(bs)
+        ce = F.cross_entropy(logits, y, reduction="none").view(len(searches), bs).mean(1)
+        l1 = masks.flatten(1).sum(1)
+        cost = torch.tensor([search.schedule.cost for search in searches], device=device)
+        for search in searches:
+            search.opt.zero_grad(set_to_none=True)
+        (ce + cost * l1).sum().backward()  # each search's parameters get their own term's gradient
+        hits = (logits.argmax(1) == y).view(len(searches), bs).sum(1).tolist()
+        for j, search in enumerate(searches):
+            search.hits += hits[j]
+            search.seen += bs
+            search.last = (l1[j].item(), masks[j].detach(), patterns[j].detach())
+
+
+class Search:
+    """One trigger search's state inside ``TriggerSearch.run_many``: its tanh-parameterised mask and
+    pattern with their own Adam (lr, betas 0.5/0.9), its cost schedule and its best successful trigger."""
+
+    def __init__(
+        self, target: int, gen: torch.Generator, shape: tuple[int, int, int], device: torch.device,
+        spec: TriggerSearch,
+    ) -> None:  # fmt: skip
+        c, h, w = shape
+        self.target, self.gen, self.spec = target, gen, spec
+        self.mask_logit = torch.zeros(1, 1, h, w, device=device, requires_grad=True)
+        self.pattern_logit = torch.zeros(1, c, h, w, device=device, requires_grad=True)
+        self.opt = torch.optim.Adam([self.mask_logit, self.pattern_logit], lr=spec.lr, betas=(0.5, 0.9))
+        self.schedule = CostSchedule(spec.init_cost, spec.asr_threshold, spec.patience, spec.cost_from_zero)
+        self.best: dict[str, Any] = {"l1": math.inf}
+        self.hits = self.seen = self.stale = self.steps = 0
+        self.last: tuple[float, torch.Tensor, torch.Tensor] = (math.inf, torch.empty(0), torch.empty(0))
+
+    def batch(self, pool: torch.Tensor, size: int) -> torch.Tensor:
+        """``size`` images of ``pool`` drawn with replacement from this search's generator."""
+        return pool[torch.randint(len(pool), (size,), generator=self.gen).to(pool.device)]
+
+    def mask(self) -> torch.Tensor:
+        return ((torch.tanh(self.mask_logit) + 1) / 2)[0]
+
+    def pattern(self) -> torch.Tensor:
+        return ((torch.tanh(self.pattern_logit) + 1) / 2)[0]
+
+    def end_epoch(self) -> bool:
+        """Score the epoch (the step's mask, before its update, as the original); True: the search stops."""
+        asr, self.hits, self.seen = self.hits / self.seen, 0, 0
+        l1, mask, pattern = self.last
+        if asr >= self.spec.asr_threshold and l1 < self.best["l1"]:
+            self.best = {"l1": l1, "mask": mask[None].clone(), "pattern": pattern[None].clone()}
+            self.stale = 0
+        elif self.best["l1"] < math.inf:
+            self.stale += 1
+        self.schedule.update(asr)
+        patience = self.spec.early_stop_patience
+        return patience is not None and self.schedule.moved_both_ways and self.stale >= patience
+
+    def result(self) -> dict[str, Any]:
+        best = self.best
         if "mask" not in best:  # never reached the threshold: keep the last trigger, flagged as such
-            best = {
-                "l1": mask.sum().item(),
-                "mask": mask.detach(),
-                "pattern": pattern.detach(),
-                "failed": True,
-            }
-        return {**best, "steps": step, "final_cost": schedule.cost}
+            with torch.no_grad():
+                mask, pattern = self.mask()[None], self.pattern()[None]
+            best = {"l1": mask.sum().item(), "mask": mask, "pattern": pattern, "failed": True}
+        return {**best, "steps": self.steps, "final_cost": self.schedule.cost}
 
 
 class CostSchedule:

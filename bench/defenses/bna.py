@@ -26,7 +26,6 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
-from bench.core.engine import progress_bar
 from bench.core.errors import ConfigError
 from bench.core.images import stamp
 from bench.core.network import capture
@@ -165,12 +164,12 @@ class BNA(Defense):
     def detect_pairs(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: DefenderContext
     ) -> tuple[list[dict[str, Any]], dict[tuple[int, int], dict[str, Any]]]:
-        gen = torch.Generator().manual_seed(ctx.seed)
         model.eval().requires_grad_(False)
         pairs = [(s, t) for t in range(ctx.num_classes) for s in range(ctx.num_classes) if s != t]
-        triggers = {}
-        for s, t in progress_bar(pairs, desc="bna pairs", enabled=ctx.progress):
-            triggers[(s, t)] = self.search.run(model, x[y == s], t, gen, progress=False)
+        gens = [torch.Generator().manual_seed(ctx.seed * 1_000_003 + i) for i in range(len(pairs))]
+        pools = [x[y == s] for s, _ in pairs]  # every pair's search side by side, one batched pass per step
+        found = self.search.run_many(model, pools, [t for _, t in pairs], gens, ctx.progress, "bna pairs")
+        triggers = dict(zip(pairs, found, strict=True))
         model.requires_grad_(True)
         reciprocal = torch.tensor([1 / max(triggers[p]["l1"], 1e-12) for p in pairs])
         median = reciprocal.median()

@@ -3,6 +3,8 @@
 Detection: for every class c, reverse-engineer the smallest trigger (mask m, pattern p; x' = (1-m)x + m p)
 that sends the defender's images to c, with the original code's search and cost schedule (cost from 0 to
 ``init_cost`` once the trigger succeeds, then x2 / /2^1.5; see ``defenses._reverse.TriggerSearch``).
+The ten searches run side by side, one batched forward pass per step (each its own batches, optimiser,
+schedule and stop: the steps each would take alone).
 The best (smallest-L1) successful mask of each class is kept. A class is flagged when its mask L1 is
 below the median and its anomaly index (|L1 - median| / (1.4826 * MAD)) exceeds ``anomaly_threshold``.
 Mitigation: unlearning. ``unlearn_ratio`` of the defender data is stamped with the flagged classes'
@@ -61,8 +63,10 @@ class NeuralCleanse(Defense):
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         model.eval().requires_grad_(False)
         x = to_float(ctx.data.x.to(ctx.device))
+        classes = range(ctx.num_classes)  # one search per class, all in one batched pass per step
+        gens = [torch.Generator().manual_seed(ctx.seed * 1_000_003 + c) for c in classes]
+        triggers = self.search.run_many(model, [x] * len(classes), list(classes), gens, ctx.progress, "nc")
         gen = torch.Generator().manual_seed(ctx.seed)
-        triggers = [self.search.run(model, x, c, gen, ctx.progress) for c in range(ctx.num_classes)]
         model.requires_grad_(True)
         norms = torch.tensor([t["l1"] for t in triggers])
         index = anomaly_indices(norms)

@@ -25,9 +25,10 @@ LABELS = {
     "none": "None", "badnets": "BadNets", "trojan": "Trojan", "cl": "CL", "dynamic": "Dynamic",
     "ia": "IA", "reflection": "Reflection", "sig": "SIG", "blend": "Blend", "wanet": "WaNet",
     "issba": "ISSBA", "lira": "LIRA", "instagram": "Instagram", "dfst": "DFST", "adap_blend": "Adap-Blend",
+    "combat": "COMBAT", "narcissus": "NARCISSUS",
     "ft": "FT", "fp": "FP", "nad": "NAD", "anp": "ANP", "nc": "NC", "ibau": "I-BAU", "seam": "SEAM",
     "unit": "UNIT", "tsbd": "TSBD", "bna": "BNA", "strip": "STRIP", "clip_uniform": "Uniform clip",
-    "clp": "CLP", "ft_sam": "FT-SAM", "fst": "FST", "rnp": "RNP",
+    "clp": "CLP", "ft_sam": "FT-SAM", "fst": "FST", "rnp": "RNP", "super_ft": "Super-FT",
 }  # fmt: skip
 LABELS |= {AVERAGE: "Average", KEPT: "Average, collapsed left out"}
 

@@ -1,0 +1,33 @@
+"""The trigger searches of Neural Cleanse and BNA run side by side in one batched pass per step, and each
+takes exactly the steps it takes alone: its own batches, optimiser, cost schedule and early stop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.core.images import to_float
+from bench.defenses import _reverse
+from bench.defenses._reverse import TriggerSearch
+from tests.conftest import toy_data, trained_toy_model
+
+
+def test_searches_side_by_side_equal_each_search_alone(monkeypatch) -> None:
+    model = trained_toy_model().eval().requires_grad_(False)
+    x = to_float(toy_data(200, seed=1).x)
+    pools = [x, x[:120], x[60:]]  # pools of different sizes: each search its own epoch length
+    search = TriggerSearch(steps=240, batch_size=16, lr=0.1, init_cost=1e-3, asr_threshold=0.9, patience=2,
+                           epoch_steps=None, early_stop_patience=3)  # fmt: skip
+    monkeypatch.setattr(_reverse, "IMAGES_PER_PASS", 32)  # two searches per pass: the split is exercised
+
+    def gens() -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(50 + i) for i in range(3)]
+
+    together = search.run_many(model, pools, [0, 4, 7], gens(), progress=False)
+    alone = [search.run(model, pool, target, gen, progress=False)
+             for pool, target, gen in zip(pools, [0, 4, 7], gens(), strict=True)]  # fmt: skip
+    assert len({r["steps"] for r in alone}) > 1  # the searches stop at different steps
+    for a, b in zip(together, alone, strict=True):
+        assert a["steps"] == b["steps"] and a.get("failed") == b.get("failed")
+        assert a["l1"] == pytest.approx(b["l1"], rel=1e-4) and a["final_cost"] == b["final_cost"]
+        assert torch.allclose(a["mask"], b["mask"], atol=1e-4) and a["mask"].shape == (1, 1, 32, 32)
