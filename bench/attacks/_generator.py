@@ -59,6 +59,16 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+def step_own(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One step of ``optimizer`` on the gradient of ``loss`` with respect to its own parameters only: the
+    classifier the loss runs through keeps the gradients it has (an attack's network trained inside or
+    beside the classifier's training)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for p, grad in zip(params, torch.autograd.grad(loss, params), strict=True):
+        p.grad = grad
+    optimizer.step()
+
+
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 5, sigma: float = 1.5) -> torch.Tensor:
     """Mean structural similarity of two batches in [0, 1] (Gaussian window, per channel); in (-1, 1]."""
     c = a.shape[1]

@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.attacks._base import AttackContext, PoisoningAttack, need_context
-from bench.attacks._generator import UNet
+from bench.attacks._generator import UNet, step_own
 from bench.core.engine import Recipe, TrainingHooks, augment, fit
 from bench.core.images import ImageSet, to_float
 from bench.core.schema import Fraction, Positive, PositiveInt
@@ -106,11 +106,7 @@ class GeneratorStep(TrainingHooks):
         loss = (F.cross_entropy(surrogate(seen), target)
                 + self.attack.l2_weight * 4 * F.mse_loss(triggered, x)  # the official's MSE on [-1, 1] images
                 + self.attack.clean_weight * F.cross_entropy(self.clean(seen), y))  # fmt: skip
-        self.optimizer.zero_grad(set_to_none=True)
-        params = list(self.attack.trigger.parameters())
-        for p, g in zip(params, torch.autograd.grad(loss, params), strict=True):
-            p.grad = g
-        self.optimizer.step()
+        step_own(self.optimizer, loss)
         surrogate.train()
 
     def after_epoch(self, model: nn.Module, epoch: int) -> None:

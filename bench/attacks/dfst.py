@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from bench.attacks import _assets
 from bench.attacks._base import Attack, AttackContext, need_context
-from bench.attacks._generator import UNet, ssim
+from bench.attacks._generator import UNet, ssim, step_own
 from bench.core.engine import augment, progress_bar
 from bench.core.errors import ConfigError
 from bench.core.images import DataBundle, ImageSet, to_float
@@ -361,8 +361,7 @@ class DFST(Attack):
         layer = stage_ends(model, tuple(self.image_shape), 1)[0]
         neurons = self.compromised_neurons(model, layer, probe)
         self.injector.load_state_dict(self.injector_init)
-        params = list(self.injector.parameters())
-        opt = torch.optim.Adam(params, lr=self.detox_lr, betas=(0.5, 0.9))
+        opt = torch.optim.Adam(self.injector.parameters(), lr=self.detox_lr, betas=(0.5, 0.9))
         gen = self.generator(8 + self.info["detox_rounds"])
         target = torch.full((len(probe),), self.target, device=device)
         hits = 0.0
@@ -379,10 +378,7 @@ class DFST(Attack):
                         - self.w_ssim * ssim(detox, x)
                         - self.w_detox * excite
                     )
-                    grads = torch.autograd.grad(loss, params)
-                    for p, g in zip(params, grads, strict=True):
-                        p.grad = g
-                    opt.step()
+                    step_own(opt, loss)
                     hits += (logits.argmax(1) == self.target).sum().item()
         self.injector_ready = True
         self.info["detox_rounds"] += 1

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.attacks._base import Attack, AttackContext, need_context
-from bench.attacks._generator import UNet
+from bench.attacks._generator import UNet, step_own
 from bench.core.engine import TrainingHooks, fit
 from bench.core.images import ImageSet, to_float
 from bench.core.schema import Fraction, Positive, PositiveInt
@@ -47,10 +47,7 @@ class TriggerStep(TrainingHooks):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         triggered = self.attack.perturb(x, self.trigger)
         loss = F.cross_entropy(model(triggered), torch.full_like(y, self.attack.target))
-        grads = torch.autograd.grad(loss, list(self.trigger.parameters()))
-        for p, g in zip(self.trigger.parameters(), grads, strict=True):
-            p.grad = g
-        self.optimizer.step()
+        step_own(self.optimizer, loss)
         with torch.no_grad():
             triggered = self.attack.perturb(x, self.trigger)
         return with_backdoor_copy(x, y, triggered, self.attack.target)
