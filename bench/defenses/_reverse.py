@@ -18,6 +18,11 @@ MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of the std unde
 IMAGES_PER_PASS = 512  # images in one batched forward pass of several searches (bounds the activations)
 
 
+def search_generators(seed: int, n: int) -> list[torch.Generator]:
+    """One generator per search of a ``run_many`` (its batches), seeded from the defense's seed."""
+    return [torch.Generator().manual_seed(seed * 1_000_003 + i) for i in range(n)]
+
+
 def anomaly_indices(norms: torch.Tensor) -> torch.Tensor:
     """(median - L1) / (1.4826 * MAD) per class: large positive values are unusually small triggers."""
     median = norms.median()
@@ -145,9 +150,8 @@ class Search:
     def result(self) -> dict[str, Any]:
         best = self.best
         if "mask" not in best:  # never reached the threshold: keep the last trigger, flagged as such
-            with torch.no_grad():
-                mask, pattern = self.mask()[None], self.pattern()[None]
-            best = {"l1": mask.sum().item(), "mask": mask, "pattern": pattern, "failed": True}
+            l1, mask, pattern = self.last
+            best = {"l1": l1, "mask": mask[None], "pattern": pattern[None], "failed": True}
         return {**best, "steps": self.steps, "final_cost": self.schedule.cost}
 
 

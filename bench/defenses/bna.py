@@ -31,7 +31,7 @@ from bench.core.images import stamp
 from bench.core.network import capture
 from bench.core.schema import Fraction, Positive, PositiveInt
 from bench.defenses._base import DefenderContext, Defense, on_device
-from bench.defenses._reverse import MAD_CONSISTENCY, TriggerSearch
+from bench.defenses._reverse import MAD_CONSISTENCY, TriggerSearch, search_generators
 
 Divergence = Literal["tv", "js", "kl"]
 
@@ -166,7 +166,7 @@ class BNA(Defense):
     ) -> tuple[list[dict[str, Any]], dict[tuple[int, int], dict[str, Any]]]:
         model.eval().requires_grad_(False)
         pairs = [(s, t) for t in range(ctx.num_classes) for s in range(ctx.num_classes) if s != t]
-        gens = [torch.Generator().manual_seed(ctx.seed * 1_000_003 + i) for i in range(len(pairs))]
+        gens = search_generators(ctx.seed, len(pairs))
         pools = [x[y == s] for s, _ in pairs]  # every pair's search side by side, one batched pass per step
         found = self.search.run_many(model, pools, [t for _, t in pairs], gens, ctx.progress, "bna pairs")
         triggers = dict(zip(pairs, found, strict=True))

@@ -24,7 +24,7 @@ from bench.core.engine import Recipe, fit
 from bench.core.images import ImageSet, quantize, stamp, to_float
 from bench.core.schema import Fraction, Positive, PositiveInt
 from bench.defenses._base import DefenderContext, Defense
-from bench.defenses._reverse import TriggerSearch, anomaly_indices
+from bench.defenses._reverse import TriggerSearch, anomaly_indices, search_generators
 
 
 class NeuralCleanse(Defense):
@@ -64,7 +64,7 @@ class NeuralCleanse(Defense):
         model.eval().requires_grad_(False)
         x = to_float(ctx.data.x.to(ctx.device))
         classes = range(ctx.num_classes)  # one search per class, all in one batched pass per step
-        gens = [torch.Generator().manual_seed(ctx.seed * 1_000_003 + c) for c in classes]
+        gens = search_generators(ctx.seed, len(classes))
         triggers = self.search.run_many(model, [x] * len(classes), list(classes), gens, ctx.progress, "nc")
         gen = torch.Generator().manual_seed(ctx.seed)
         model.requires_grad_(True)
