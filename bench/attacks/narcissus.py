@@ -23,6 +23,7 @@ poisoned images (the official adds it in float before its crop/flip; the same or
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -158,12 +159,8 @@ class Narcissus(PoisoningAttack):
 
     def batches(
         self, data: ImageSet, device: torch.device, gen: torch.Generator
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Shuffled, crop/flipped float batches of ``data`` (the official's transform_train)."""
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled, crop/flipped float batches of ``data`` (the official's transform_train), one by one."""
         order = torch.randperm(len(data.y), generator=gen)
-        out = []
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i : i + self.batch_size]
-            xb = augment(to_float(data.x[idx]), 4, True, gen).to(device)
-            out.append((xb, data.y[idx].to(device)))
-        return out
+        for idx in order.split(self.batch_size):
+            yield augment(to_float(data.x[idx]), 4, True, gen).to(device), data.y[idx].to(device)
