@@ -136,6 +136,40 @@ def test_anp_pruned_model_is_the_masked_model() -> None:
         assert torch.allclose(model(x), masked, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch_stats", [True, False])
+def test_anp_perturbed_bn_is_the_papers_formula(batch_stats: bool) -> None:
+    """A masked, perturbed BN neuron outputs x_hat * (m + delta) * gamma + (1 + xi) * beta, x_hat normalised
+    by the batch's statistics while learning (the running ones untouched) or by the running ones."""
+    bn = nn.BatchNorm2d(3).eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([0.5, 1.5, -1.0]))
+        bn.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        bn.running_mean.copy_(torch.tensor([0.2, -0.1, 0.0]))
+        bn.running_var.copy_(torch.tensor([1.5, 0.5, 2.0]))
+    running = (bn.running_mean.clone(), bn.running_var.clone())
+    bnp = BatchNormPerturbation(nn.Sequential(bn))
+    with torch.no_grad():
+        bnp.masks[0].copy_(torch.tensor([1.0, 0.5, 0.0]))
+        bnp.noise_w[0].copy_(torch.tensor([0.1, -0.2, 0.3]))
+        bnp.noise_b[0].copy_(torch.tensor([-0.3, 0.2, 0.1]))
+    x = torch.randn(8, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    if batch_stats:
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+    else:
+        mean, var = running
+    x_hat = (x - mean[:, None, None]) / (var[:, None, None] + bn.eps).sqrt()
+    for perturbed in (False, True):
+        m = bnp.masks[0] + (bnp.noise_w[0] if perturbed else 0)
+        b = 1 + (bnp.noise_b[0] if perturbed else 0)
+        expected = x_hat * (m * bn.weight)[:, None, None] + (b * bn.bias)[:, None, None]
+        bnp.perturbed = perturbed
+        with torch.no_grad(), bnp.attached(batch_stats=batch_stats):
+            out = bn(x)
+        assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.equal(bn.running_mean, running[0]) and torch.equal(bn.running_var, running[1])
+    assert torch.allclose(bn(x), nn.functional.batch_norm(x, *running, bn.weight, bn.bias, False, 0, bn.eps))
+
+
 def test_anp_perturbation_moves_by_the_gradient_sign() -> None:
     """From zero noise, one ascent step of lr eps lands every neuron's noise on +-eps (the sign of its
     gradient), as the original's sign_grad does; a plain gradient step would move it by far less."""

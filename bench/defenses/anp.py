@@ -35,7 +35,7 @@ from bench.defenses._base import DefenderContext, Defense, accuracy, on_device, 
 
 
 class BatchNormPerturbation:
-    """Masks and multiplicative noise on every BatchNorm2d neuron, applied through forward hooks."""
+    """Masks and multiplicative noise on every BatchNorm2d neuron, applied by replacing its forward."""
 
     def __init__(self, model: nn.Module) -> None:
         self.layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.affine]
@@ -48,28 +48,32 @@ class BatchNormPerturbation:
         self.perturbed = False
         self.batch_stats = True
 
-    def forward_hook(self, i: int):
-        def hook(bn: nn.BatchNorm2d, inputs: tuple[torch.Tensor], _: torch.Tensor) -> torch.Tensor:
+    def masked_forward(self, i: int, bn: nn.BatchNorm2d):
+        """BN ``i``'s forward with its weight scaled by the mask (plus noise while ``perturbed``) and its
+        bias by (1 + noise): one batch_norm call with the scaled affine parameters, in place of the layer's
+        own forward (a hook on its output would normalise every activation twice)."""
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
             # the batch's statistics while learning (never updating the running ones), else the running ones
             stats = (None, None) if self.batch_stats else (bn.running_mean, bn.running_var)
-            x_hat = F.batch_norm(inputs[0], *stats, None, None, self.batch_stats, 0.0, bn.eps)
             scale = self.masks[i] + self.noise_w[i] if self.perturbed else self.masks[i]
-            shift = 1 + self.noise_b[i] if self.perturbed else torch.ones_like(self.masks[i])
-            return x_hat * (scale * bn.weight)[:, None, None] + (shift * bn.bias)[:, None, None]
+            bias = (1 + self.noise_b[i]) * bn.bias if self.perturbed else bn.bias
+            return F.batch_norm(x, *stats, scale * bn.weight, bias, self.batch_stats, 0.0, bn.eps)
 
-        return hook
+        return forward
 
     @contextmanager
     def attached(self, batch_stats: bool = True) -> Iterator[BatchNormPerturbation]:
         """Masks (and noise, while ``perturbed``) in every BN layer's output; ``batch_stats`` as ANP trains,
         else the running statistics, as the model runs at test time."""
         self.batch_stats = batch_stats
-        handles = [m.register_forward_hook(self.forward_hook(i)) for i, m in enumerate(self.layers)]
+        for i, bn in enumerate(self.layers):
+            bn.forward = self.masked_forward(i, bn)  # an instance attribute shadows the class's forward
         try:
             yield self
         finally:
-            for h in handles:
-                h.remove()
+            for bn in self.layers:
+                del bn.forward
 
     def reset_noise(self, eps: float, gen: torch.Generator) -> None:
         with torch.no_grad():
