@@ -251,6 +251,31 @@ def test_chunked_step_gradient_is_the_full_batch_gradient(monkeypatch) -> None:
         assert torch.allclose(g, m.bound.grad, atol=1e-6)
 
 
+def test_bf16_gradient_option_runs_the_step_in_bf16_and_keeps_the_bounds_float32() -> None:
+    """``gradient=bf16``: the activations of each step's pass are bf16, the bounds and their gradient
+    float32, and the gradient a bf16 rounding of the float32 one (close, not equal)."""
+    model = trained_toy_model().eval().requires_grad_(False)
+    layers = find_activations(model, (nn.ReLU,))
+    data = toy_data(50, seed=4)
+    stats = activation_statistics(model, layers, data.x, CPU)
+    modules = wrap_activations(model, {n: s["mean"] + s["std"] for n, s in stats.items()})
+    for m in modules:
+        m.bound.requires_grad_(True)
+    x, y = data.x.float() / 255, data.y
+    grads, seen = {}, []
+    hook = modules[0].register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    for bf16 in (False, True):
+        for m in modules:
+            m.bound.grad = None
+        unit_module.accumulate_ce_gradient(model, x, y, bf16=bf16)
+        grads[bf16] = torch.cat([m.bound.grad.flatten() for m in modules])
+    hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]
+    assert grads[True].dtype == torch.float32 and all(m.bound.dtype == torch.float32 for m in modules)
+    assert not torch.equal(grads[True], grads[False])
+    assert torch.nn.functional.cosine_similarity(grads[True], grads[False], dim=0) > 0.95
+
+
 def tiny_vit() -> nn.Module:
     import timm
 

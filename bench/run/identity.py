@@ -33,7 +33,7 @@ DERIVED_KEYS = ("model_width", "attack_parity")
 LATER_KEYS = {
     "precision": "auto", "train.label_smoothing": 0.0, "budget.scale_of": {}, "attack.trigger_file": False,
     "attack.poisoning": "fixed_subset", "attack.pattern": "noise", "attack.style": "procedural",
-    "model.pretrained": None,
+    "model.pretrained": None, "defense.gradient": "fp32",
 }  # fmt: skip
 DATA_ACCESS_KEYS = ("root", "download")
 # What a trained model depends on besides its attack (or auxiliary spec): the row's clean model shares them.

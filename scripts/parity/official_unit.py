@@ -34,6 +34,12 @@ SETTINGS = {
     "schedule=paper": ["defense.schedule=paper"],
     # the reference also validates on one crop/flip of its validation images (its collection augments all)
     "schedule=code+augment=frozen_all": ["defense.schedule=code", "defense.augment=frozen_all"],
+    # the same with each step's forward/backward in bf16 (the bounds fp32): what the speed option changes
+    "schedule=code+augment=frozen_all+gradient=bf16": [
+        "defense.schedule=code",
+        "defense.augment=frozen_all",
+        "defense.gradient=bf16",
+    ],
 }
 LINE = re.compile(r"(Initial|After UNIT) --- Accuracy: ([\d.]+)%, ASR: ([\d.]+)%")
 
