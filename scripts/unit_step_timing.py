@@ -5,11 +5,13 @@ pass, as the reference code takes it), the validation pass, and one epoch of FT'
 ratio. One JSON line per measurement, with the processor and thread count. Run it alone on the machine:
 
     OMP_NUM_THREADS=1 python scripts/unit_step_timing.py --attack badnets --steps 5 --chunks 256 2000
+    OMP_NUM_THREADS=1 python scripts/unit_step_timing.py --steps 5 --chunks 256 --gradients fp32 bf16
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -37,6 +39,9 @@ def main() -> None:
     p.add_argument("--attack", default="badnets")
     p.add_argument("--steps", type=int, default=5, help="steps timed per variant")
     p.add_argument("--chunks", type=int, nargs="+", default=[256, 2000])
+    p.add_argument(
+        "--gradients", nargs="+", default=["fp32"], choices=["fp32", "bf16"], help="defense.gradient values"
+    )
     args = p.parse_args()
     ctx = Cell.compose(["experiment=cpu_cifar", f"attack={args.attack}", "defense=unit", "logger=none"])
     victim = load_or_train_victim(ctx)  # UNIT optimises its bounds in float32 whatever the run's precision
@@ -53,10 +58,12 @@ def main() -> None:
     for param in model.parameters():
         param.requires_grad_(False)
     base = {"attack": args.attack, "train_images": len(x), **compute_info()}
-    for chunk in args.chunks:
+    for gradient, chunk in itertools.product(args.gradients, args.chunks):
         unit_module.CHUNK = chunk
-        t = seconds(lambda: unit_module.accumulate_ce_gradient(model, x, train.y), args.steps)
-        print(json.dumps({**base, "part": "gradient", "chunk": chunk, "seconds_per_step": round(t, 3)}))
+        bf16 = gradient == "bf16"
+        t = seconds(lambda bf16=bf16: unit_module.accumulate_ce_gradient(model, x, train.y, bf16), args.steps)
+        print(json.dumps({**base, "part": "gradient", "gradient": gradient, "chunk": chunk,
+                          "seconds_per_step": round(t, 3)}))  # fmt: skip
     t = seconds(lambda: accuracy(model, x_val, val.y, fp32=True), args.steps)
     print(json.dumps({**base, "part": "validation", "images": len(x_val), "seconds_per_step": round(t, 3)}))
     # FT's recipe (conf/finetune/sgd.yaml), one epoch over the defender's data, in the run's precision
