@@ -14,10 +14,10 @@ are kept even when the initial ones break eps (when no step is feasible, the las
 validated in float32 whatever ``precision`` says (bf16's resolution near bounds of 1-4 is coarser than
 one Adam step; ``gradient=bf16``, a speed option measured in results/parity, runs only each step's
 forward/backward under bf16 autocast, the bounds, their update and the validation staying float32);
-``augment=frozen`` draws one crop/flip of the training split before the statistics and uses it for
-every step (``frozen_all`` also of the validation split, as the reference's collection does:
-results/parity measures what it changes). Deliberate differences from the reference, each a fix or an
-option:
+``augment=frozen_all`` (the default, the reference's collection) draws one crop/flip of the training
+split before the statistics and uses it for every step, and one of the validation split after it
+(``frozen``: the training split's only; results/parity measures both). Deliberate differences from the
+reference, each a fix or an option:
 - the reference stores the PRE-step bounds against the POST-step validation accuracy (an off-by-one);
   here the bounds that were validated are the ones kept (the initial bounds are a candidate too);
 - weights get no gradients (only the bounds do) and activations run channels_last;
@@ -124,7 +124,7 @@ class UNIT(Defense):
         init_std: float = 4.0,
         val_ratio: OpenFraction = 0.2,
         batch_size: PositiveInt | None = None,
-        augment: Augment = "frozen",
+        augment: Augment = "frozen_all",
         stop_patience: PositiveInt | None = None,
         stop_tol: float = 1e-3,
         activations: tuple[str, ...] = ("ReLU",),
