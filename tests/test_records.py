@@ -91,3 +91,22 @@ def test_a_plugin_moved_to_another_module_keeps_its_ids() -> None:
         cell_id({**names, "attack": "blend"}, semantic_config(cfg, {**names, "attack": "blend"})) != before[0]
     )
     assert plugin_identity("attack", "a_later_attack") == "attack/a_later_attack"
+
+
+def test_pretrained_weights_are_hashed_by_content(tmp_path) -> None:
+    """Other weights at the same ``model.pretrained`` path are another cell; the same weights at another
+    path the same cell."""
+    first, second = tmp_path / "a.pth", tmp_path / "b.pth"
+    first.write_bytes(b"weights one")
+    second.write_bytes(b"weights one")
+
+    def cid(path) -> str:
+        cfg, names = compose_cfg(["experiment=transformer", "attack=badnets", "defense=none",
+                                  f"model.pretrained={path}"])  # fmt: skip
+        return cell_id(names, semantic_config(cfg, names))
+
+    same = cid(first)
+    assert cid(second) == same
+    first.write_bytes(b"weights two, fine-tuned elsewhere")
+    assert cid(first) != same
+    assert cid(tmp_path / "missing.pth") not in (same, cid(first))

@@ -10,12 +10,14 @@ on the committed records.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.run.cache import cache_key
+from bench.run.cache import cache_key, sha256_file
 
 GROUPS = ("dataset", "model", "attack", "defense")
 # What conf/attack/none.yaml composes to: the clean model of a row shares the victims' cache.
@@ -138,7 +140,26 @@ def semantic_config(cfg: DictConfig | dict[str, Any], names: dict[str, str]) -> 
         if key in node and node[key] == default:
             del node[key]
     out["dataset"] = {k: v for k, v in out["dataset"].items() if k not in DATA_ACCESS_KEYS}
+    if out["model"].get("pretrained"):
+        out["model"]["pretrained"] = weights_identity(str(out["model"]["pretrained"]))
     return hashed_targets(out)
+
+
+def weights_identity(path: str) -> str:
+    """``model.pretrained`` as hashed: the file's SHA-256, so other weights at the same path are another
+    cell and the same weights at another path the same one (a missing file keeps its path: the model
+    builder names it in its error)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        return path
+    stat = file.stat()
+    return f"sha256:{file_digest(str(file.resolve()), stat.st_mtime_ns, stat.st_size)}"
+
+
+@functools.lru_cache(maxsize=16)
+def file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """``sha256_file`` once per file version (a sweep composes every cell; ViT weights are ~330 MB)."""
+    return sha256_file(Path(path))
 
 
 def model_key(sem: dict[str, Any], **extra: Any) -> str:
