@@ -230,8 +230,8 @@ def test_unit_augment_modes_run(augment: str) -> None:
     assert info["steps_run"] == 2
 
 
-def test_chunked_step_gradient_is_the_full_batch_gradient(monkeypatch) -> None:
-    """The step's gradient in CHUNK-sized passes equals one pass over the whole batch (the reference's)."""
+def bounded_toy() -> tuple[nn.Module, list[BoundedActivation], torch.Tensor, torch.Tensor]:
+    """A frozen toy model with trainable bounds at mean + std on every ReLU, and 50 images to step on."""
     model = trained_toy_model().eval().requires_grad_(False)
     layers = find_activations(model, (nn.ReLU,))
     data = toy_data(50, seed=4)
@@ -239,7 +239,12 @@ def test_chunked_step_gradient_is_the_full_batch_gradient(monkeypatch) -> None:
     modules = wrap_activations(model, {n: s["mean"] + s["std"] for n, s in stats.items()})
     for m in modules:
         m.bound.requires_grad_(True)
-    x, y = data.x.float() / 255, data.y
+    return model, modules, data.x.float() / 255, data.y
+
+
+def test_chunked_step_gradient_is_the_full_batch_gradient(monkeypatch) -> None:
+    """The step's gradient in CHUNK-sized passes equals one pass over the whole batch (the reference's)."""
+    model, modules, x, y = bounded_toy()
     torch.nn.functional.cross_entropy(model(x), y).backward()
     full = [m.bound.grad.clone() for m in modules]
     assert any(g.abs().sum() > 0 for g in full)
@@ -254,14 +259,7 @@ def test_chunked_step_gradient_is_the_full_batch_gradient(monkeypatch) -> None:
 def test_bf16_gradient_option_runs_the_step_in_bf16_and_keeps_the_bounds_float32() -> None:
     """``gradient=bf16``: the activations of each step's pass are bf16, the bounds and their gradient
     float32, and the gradient a bf16 rounding of the float32 one (close, not equal)."""
-    model = trained_toy_model().eval().requires_grad_(False)
-    layers = find_activations(model, (nn.ReLU,))
-    data = toy_data(50, seed=4)
-    stats = activation_statistics(model, layers, data.x, CPU)
-    modules = wrap_activations(model, {n: s["mean"] + s["std"] for n, s in stats.items()})
-    for m in modules:
-        m.bound.requires_grad_(True)
-    x, y = data.x.float() / 255, data.y
+    model, modules, x, y = bounded_toy()
     grads, seen = {}, []
     hook = modules[0].register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
     for bf16 in (False, True):
