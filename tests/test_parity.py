@@ -166,3 +166,12 @@ def test_a_defense_seed_is_its_own_row(tmp_path: Path) -> None:
     with out.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["defense_seed"], float(r["ours_asr"])) for r in rows] == [("0", 12.0), ("1", 5.0)]
+
+
+def test_an_override_after_settings_without_the_separator_is_an_error() -> None:
+    """``--settings a cache_dir=X`` (no ``--``) would run with the default cache: refused, settings named."""
+    import run
+
+    with pytest.raises(SystemExit, match="no setting cache_dir=/elsewhere of unit.*schedule=code"):
+        run.main(["--defense", "unit", "--attack", "badnets", "--side", "ours",
+                  "--settings", "schedule=code", "cache_dir=/elsewhere"])  # fmt: skip

@@ -104,8 +104,23 @@ def test_a_wrong_value_is_refused_naming_the_key(
 def test_the_composed_options_are_all_valid() -> None:
     for group in GROUPS:
         for option in group_options(group):
-            extra = ["model.name=resnet18"] if option == "timm" else []
+            extra = {"timm": ["model.name=resnet18"], "unit_attention": ["model=vit"]}.get(option, [])
             validate(compose_cfg([f"{group}={option}", *extra])[0])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["defense=unit_attention"], "ResNet has no activation module of type Attention"),
+        (["model=vit", "defense=anp"], "VisionTransformer has no BatchNorm2d layer for ANP"),
+        (["model=vit", "defense=rnp"], "VisionTransformer has no BatchNorm2d layer"),
+    ],
+)
+def test_a_defense_that_cannot_work_on_the_network_is_refused_before_any_training(
+    overrides: list[str], message: str
+) -> None:
+    with pytest.raises(SettingError, match=f"defense: {message}"):
+        validate(compose_cfg(overrides)[0])
 
 
 def test_unknown_key_and_unwritable_directory_are_refused(tmp_path: Path) -> None:

@@ -44,6 +44,11 @@ class Defense:
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         raise NotImplementedError(f"{type(self).__name__} must implement repair(model, ctx)")
 
+    def check_model(self, model: nn.Module) -> None:
+        """Raise ``ValueError`` if this defense cannot work on ``model``'s architecture. Called on a copy
+        built on the meta device before anything trains, so a mismatch (UNIT's attention layers on a CNN,
+        ANP's BatchNorm on a ViT) fails in seconds rather than after the victim."""
+
 
 @runtime_checkable
 class Detector(Protocol):

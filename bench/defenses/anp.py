@@ -135,6 +135,9 @@ class ANP(Defense):
         self.anp_alpha, self.mask_lr, self.threshold = anp_alpha, mask_lr, threshold
         self.tolerance, self.val_ratio, self.augment = tolerance, val_ratio, augment
 
+    def check_model(self, model: nn.Module) -> None:
+        BatchNormPerturbation(model)
+
     def learn_masks(self, model: nn.Module, bnp: BatchNormPerturbation, x: torch.Tensor, y: torch.Tensor,
                     ctx: DefenderContext) -> None:  # fmt: skip
         gen = torch.Generator().manual_seed(ctx.seed)

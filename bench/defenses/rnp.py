@@ -59,6 +59,9 @@ class RNP(Defense):
             val_ratio,
         )
 
+    def check_model(self, model: nn.Module) -> None:
+        BatchNormPerturbation(model)
+
     def batches(self, n: int, gen: torch.Generator) -> list[torch.Tensor]:
         return list(torch.randperm(n, generator=gen).split(self.batch_size))
 

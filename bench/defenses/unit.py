@@ -138,6 +138,9 @@ class UNIT(Defense):
         self.types = activation_types(list(activations))
         self.gradient = gradient
 
+    def check_model(self, model: nn.Module) -> None:
+        find_activations(model, self.types)
+
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         device = ctx.device
         gen = torch.Generator().manual_seed(ctx.seed)

@@ -27,6 +27,7 @@ from bench.catalogue import options
 from bench.core.engine import Precision
 from bench.core.errors import SettingError, config_error
 from bench.core.schema import NON_NEGATIVE, OpenFraction, Positive, PositiveInt, Range
+from bench.defenses._base import Defense
 
 
 @dataclass
@@ -229,11 +230,25 @@ def check_constructors(cfg: DictConfig) -> None:
         "defense": lambda: instantiate(cfg.defense),
         "train": lambda: instantiate(cfg.train),
     }
+    built = {}
     for group, build in builds.items():
         try:
-            build()
+            built[group] = build()
         except Exception as exc:
             cause = config_error(exc)
             if cause is None:
                 raise
             raise SettingError(f"{group}: {cause}") from None
+    check_architecture(cfg, built["dataset"].num_classes, built["defense"])
+
+
+def check_architecture(cfg: DictConfig, num_classes: int, defense: Defense) -> None:
+    """The defense's ``check_model`` on the cell's network built on the meta device (no memory, no
+    weights file read): e.g. ``defense=unit_attention`` with a CNN is refused before the victim trains."""
+    no_weights = {"pretrained": None} if "pretrained" in cfg.model else {}
+    with torch.device("meta"):
+        model = instantiate(cfg.model, num_classes=num_classes, **no_weights)
+    try:
+        defense.check_model(model)
+    except ValueError as exc:
+        raise SettingError(f"defense: {exc}") from None

@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.side != "ours" and (args.official is None or not args.official.is_dir()):
         sys.exit(f"error: --official {args.official} is not a directory (a checkout of the official code)")
     adapter = importlib.import_module(f"official_{args.defense}")
+    unknown = [s for s in args.settings or [] if s not in adapter.SETTINGS]
+    if unknown:  # e.g. an override after --settings without "--" before it
+        sys.exit(f"error: no setting {', '.join(unknown)} of {args.defense}; its settings: "
+                 f"{', '.join(adapter.SETTINGS)} (Hydra overrides go after --)")  # fmt: skip
     settings = [s for s in adapter.SETTINGS if not args.settings or s in args.settings]
     base = [f"experiment={args.experiment}", f"attack={args.attack}", f"defense={args.defense}",
             f"seed={args.seed}", "logger=none", "progress=false", *args.overrides]  # fmt: skip
