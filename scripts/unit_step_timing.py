@@ -21,7 +21,7 @@ from bench.core.engine import Recipe, fit, precision
 from bench.core.images import to_float
 from bench.defenses import unit as unit_module
 from bench.defenses._base import accuracy, split_train_val
-from bench.defenses._bounds import activation_statistics, activation_types, find_activations, wrap_activations
+from bench.defenses._bounds import wrap_activations
 from bench.run.cell import Cell
 from bench.run.host import compute_info
 from bench.run.victims import load_or_train_victim
@@ -50,9 +50,7 @@ def main() -> None:
     model = victim.model.eval()
     x = to_float(train.x).contiguous(memory_format=torch.channels_last)
     x_val = to_float(val.x).contiguous(memory_format=torch.channels_last)
-    layers = find_activations(model, activation_types(["ReLU"]))
-    stats = activation_statistics(model, layers, x, ctx.device)
-    modules = wrap_activations(model, {n: s["mean"] + 4 * s["std"] for n, s in stats.items()})
+    modules = wrap_activations(model, unit_module.UNIT().initial_bounds(model, x, ctx.device))
     for m in modules:
         m.bound.requires_grad_(True)
     for param in model.parameters():

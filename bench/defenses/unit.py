@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from bench.core.engine import augment as augment_batch
 from bench.core.engine import progress_bar
-from bench.core.images import to_float
+from bench.core.images import ImageSet, to_float
 from bench.core.schema import OpenFraction, Positive, PositiveInt, UnitInterval
 from bench.defenses._base import DefenderContext, Defense, accuracy, split_train_val
 from bench.defenses._bounds import (
@@ -141,24 +141,37 @@ class UNIT(Defense):
     def check_model(self, model: nn.Module) -> None:
         find_activations(model, self.types)
 
+    def draw_images(
+        self, train: ImageSet, val: ImageSet, gen: torch.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training and validation images as the optimisation sees them (float, channels_last), with
+        the crop/flip of ``augment`` drawn once from ``gen``: the training split's first (the reference's
+        collection augments every image it keeps)."""
+        x_train, x_val = to_float(train.x.to(device)), to_float(val.x.to(device))
+        if self.augment in ("frozen", "frozen_all"):
+            x_train = augment_batch(x_train, 4, True, gen)
+        if self.augment == "frozen_all":
+            x_val = augment_batch(x_val, 4, True, gen)
+        cl = torch.channels_last
+        return x_train.contiguous(memory_format=cl), x_val.contiguous(memory_format=cl)
+
+    def initial_bounds(
+        self, model: nn.Module, x_train: torch.Tensor, device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        """sigma0 = mean + ``init_std`` std of each bounded layer's output over ``x_train``, per element."""
+        stats = activation_statistics(model, find_activations(model, self.types), x_train, device)
+        return {name: s["mean"] + self.init_std * s["std"] for name, s in stats.items()}
+
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         device = ctx.device
         gen = torch.Generator().manual_seed(ctx.seed)
         train, val = split_train_val(ctx.data, self.val_ratio, ctx.seed)
-        x_train = to_float(train.x.to(device))
-        if self.augment in ("frozen", "frozen_all"):  # one augmented copy, drawn once (the reference's)
-            x_train = augment_batch(x_train, 4, True, gen)
-        x_train = x_train.contiguous(memory_format=torch.channels_last)
-        layers = find_activations(model, self.types)
-        stats = activation_statistics(model, layers, x_train, device)
+        x_train, x_val = self.draw_images(train, val, gen, device)
+        sigma0 = self.initial_bounds(model, x_train, device)
         model.eval()
-        x_val = to_float(val.x.to(device))
-        if self.augment == "frozen_all":  # the validation images too, drawn after the training split's
-            x_val = augment_batch(x_val, 4, True, gen)
-        x_val = x_val.contiguous(memory_format=torch.channels_last)
         y_val = val.y.to(device)
         acc0 = accuracy(model, x_val, y_val, fp32=True)
-        modules = wrap_activations(model, {n: s["mean"] + self.init_std * s["std"] for n, s in stats.items()})
+        modules = wrap_activations(model, sigma0)
         for m in modules:
             m.bound.requires_grad_(True)
         frozen = [p for p in model.parameters() if p.requires_grad]

@@ -20,27 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the harness beside t
 
 import torch  # noqa: E402
 from harness import PILImages, load_victim, official_checkout  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
 
-from bench.core.engine import augment  # noqa: E402
-from bench.core.images import to_float  # noqa: E402
-from bench.defenses._bounds import (  # noqa: E402
-    activation_statistics,
-    activation_types,
-    find_activations,
-    wrap_activations,
-)
+from bench.defenses._base import accuracy  # noqa: E402
+from bench.defenses._bounds import wrap_activations  # noqa: E402
+from bench.defenses.unit import UNIT  # noqa: E402
 from bench.run.cell import Cell  # noqa: E402
-
-
-def correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    with torch.no_grad():
-        return int((model(x).argmax(1) == y).sum())
-
-
-def initial_bounds(model: torch.nn.Module, x_train: torch.Tensor) -> dict[str, torch.Tensor]:
-    layers = find_activations(model, activation_types(["ReLU"]))
-    stats = activation_statistics(model, layers, x_train, torch.device("cpu"))
-    return {name: s["mean"] + 4 * s["std"] for name, s in stats.items()}
 
 
 def main() -> None:
@@ -50,12 +35,13 @@ def main() -> None:
     p.add_argument("--official", type=Path, required=True, help="a Megum1/UNIT checkout")
     p.add_argument("--defense-seed", type=int, default=None, help="the split's seed (default: the cell's)")
     p.add_argument("--draws", type=int, nargs="+", default=list(range(10)), help="the draws' seeds")
-    p.add_argument("--eps", type=float, default=0.02)
     args = p.parse_args()
     cell = Cell.compose([f"experiment={args.experiment}", f"attack={args.attack}", "defense=unit",
                          "logger=none", "progress=false"])  # fmt: skip
     victim = load_victim(cell, args.defense_seed)
     model = victim.fresh_model()
+    unit: UNIT = instantiate(cell.cfg.defense)  # its eps, init_std and bounded layers, as configured
+    device = victim.defender.device
     train, val = victim.defender_train, victim.defender_val
     n_val = len(val.y)
 
@@ -76,30 +62,29 @@ def main() -> None:
             return x_t, x_v, y_v
 
         def our_draw(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            gen = torch.Generator().manual_seed(seed)  # as UNIT.repair: the training split, then validation
-            x_t = augment(to_float(train.x), 4, True, gen)
-            return x_t, augment(to_float(val.x), 4, True, gen), val.y
+            return *unit.draw_images(train, val, torch.Generator().manual_seed(seed), device), val.y
 
         print(f"{args.attack}, split seed {victim.defender.seed}, {len(train.y)} + {n_val} images, "
-              f"eps {args.eps}: drop = baseline - accuracy with the initial bounds, in images "
+              f"eps {unit.eps}: drop = baseline - accuracy with the initial bounds, in images "
               f"(x: infeasible, UNIT's test)")  # fmt: skip
         drops: dict[tuple[str, str], list[int]] = {}
         feasible: dict[tuple[str, str], list[bool]] = {}
         for d in args.draws:
             draws = {"ours": our_draw(d), "official": official_draw(d)}
-            bounds = {side: initial_bounds(model, x_t) for side, (x_t, _, _) in draws.items()}
+            bounds = {side: unit.initial_bounds(model, x_t, device) for side, (x_t, _, _) in draws.items()}
             line = [f"draw {d}:"]
             for val_side, (_, x_v, y_v) in draws.items():
-                base = correct(model, x_v, y_v)
-                line.append(f"val {val_side} baseline {base}")
+                acc0 = accuracy(model, x_v, y_v, fp32=True)
+                line.append(f"val {val_side} baseline {round(acc0 * n_val)}")
                 for stats_side, b in bounds.items():
                     clipped = copy.deepcopy(model)
                     wrap_activations(clipped, b)
-                    kept = correct(clipped, x_v, y_v)
-                    drops.setdefault((stats_side, val_side), []).append(base - kept)
-                    ok = base / n_val - kept / n_val <= args.eps  # UNIT's test, in the same floats
+                    acc = accuracy(clipped, x_v, y_v, fp32=True)
+                    drop = round((acc0 - acc) * n_val)
+                    drops.setdefault((stats_side, val_side), []).append(drop)
+                    ok = acc0 - acc <= unit.eps  # UNIT's test, on the same floats
                     feasible.setdefault((stats_side, val_side), []).append(ok)
-                    line.append(f"stats {stats_side} drop {base - kept}{'' if ok else ' (x)'}")
+                    line.append(f"stats {stats_side} drop {drop}{'' if ok else ' (x)'}")
             print("  ".join(line), flush=True)
     for (stats_side, val_side), values in drops.items():
         ok = sum(feasible[stats_side, val_side])
