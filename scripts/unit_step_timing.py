@@ -58,8 +58,7 @@ def main() -> None:
     base = {"attack": args.attack, "train_images": len(x), **compute_info()}
     for gradient, chunk in itertools.product(args.gradients, args.chunks):
         unit_module.CHUNK = chunk
-        bf16 = gradient == "bf16"
-        t = seconds(lambda bf16=bf16: unit_module.accumulate_ce_gradient(model, x, train.y, bf16), args.steps)
+        t = seconds(lambda g=gradient: unit_module.accumulate_ce_gradient(model, x, train.y, g), args.steps)
         print(json.dumps({**base, "part": "gradient", "gradient": gradient, "chunk": chunk,
                           "seconds_per_step": round(t, 3)}))  # fmt: skip
     t = seconds(lambda: accuracy(model, x_val, val.y, fp32=True), args.steps)

@@ -186,6 +186,28 @@ def test_anp_perturbation_moves_by_the_gradient_sign() -> None:
     assert torch.allclose(noise[moved].abs(), torch.full_like(noise[moved], 0.4))
 
 
+def test_anp_bf16_gradient_runs_the_convolutions_in_bf16_and_keeps_the_masks_float32() -> None:
+    """``gradient=bf16``: the mask learning's convolutions output bf16, the masks stay float32 and end
+    near where float32 learning puts them (a rounding of the same path, not another one)."""
+    data = toy_data(64, 3)
+    masks, seen = {}, []
+    for gradient in ("fp32", "bf16"):
+        model = trained_toy_model()
+        conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        hook = conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        bnp = BatchNormPerturbation(model)
+        with bnp.attached():
+            ANP(iterations=5, batch_size=32, gradient=gradient).learn_masks(
+                model, bnp, data.x.float() / 255, data.y, ctx()
+            )
+        hook.remove()
+        assert all(m.dtype == torch.float32 for m in bnp.masks)
+        masks[gradient] = bnp.flat_masks()
+    assert set(seen) == {torch.float32, torch.bfloat16} and seen[0] == torch.float32
+    assert not torch.equal(masks["bf16"], masks["fp32"])
+    assert (masks["bf16"] - masks["fp32"]).abs().max() < 0.05
+
+
 def test_nc_anomaly_index_flags_the_small_outlier() -> None:
     norms = torch.tensor([50.0, 52, 48, 51, 49, 53, 47, 50, 3, 52])
     index = anomaly_indices(norms)

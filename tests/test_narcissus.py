@@ -14,6 +14,7 @@ from bench.attacks._pood import tiny_imagenet_train
 from bench.attacks.narcissus import Narcissus, widened
 from bench.core.engine import Recipe
 from bench.core.errors import ConfigError
+from bench.core.files import sha256_file
 from bench.core.images import to_float
 from tests.conftest import bundle, context, tiny_model, write_tiny_imagenet
 
@@ -79,7 +80,7 @@ def test_the_authors_trigger_is_read_in_image_units_and_needs_their_target(
     path = tmp_path / "narcissus" / "resnet18_trigger.npy"
     path.parent.mkdir()
     np.save(path, stored)
-    monkeypatch.setitem(_assets.SHA256, "narcissus/resnet18_trigger.npy", _assets.sha256(path))
+    monkeypatch.setitem(_assets.SHA256, "narcissus/resnet18_trigger.npy", sha256_file(path))
     data = bundle()
     data.data_dir = str(tmp_path)
     attack = Narcissus(target=2, trigger="file")

@@ -31,3 +31,24 @@ def test_searches_side_by_side_equal_each_search_alone(monkeypatch) -> None:
         assert a["steps"] == b["steps"] and a.get("failed") == b.get("failed")
         assert a["l1"] == pytest.approx(b["l1"], rel=1e-4) and a["final_cost"] == b["final_cost"]
         assert torch.allclose(a["mask"], b["mask"], atol=1e-4) and a["mask"].shape == (1, 1, 32, 32)
+
+
+def test_bf16_gradient_runs_the_model_in_bf16_and_keeps_the_trigger_float32() -> None:
+    """``gradient=bf16``: the model's convolutions output bf16 while the mask and pattern stay float32,
+    and the search moves them the way the float32 search does (a rounding of the same path)."""
+    model = trained_toy_model().eval().requires_grad_(False)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    seen: list[torch.dtype] = []
+    hook = conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    x = to_float(toy_data(64, seed=1).x)
+    moved = {}
+    for gradient in ("fp32", "bf16"):
+        search = TriggerSearch(steps=5, batch_size=16, lr=0.1, init_cost=1e-3, asr_threshold=1.0, patience=2,
+                               epoch_steps=None, gradient=gradient)  # fmt: skip
+        result = search.run(model, x, 3, torch.Generator().manual_seed(0), progress=False)
+        assert result["mask"].dtype == result["pattern"].dtype == torch.float32
+        moved[gradient] = torch.cat([(result["mask"] - 0.5).flatten(), (result["pattern"] - 0.5).flatten()])
+    hook.remove()
+    assert set(seen[:5]) == {torch.float32} and set(seen[5:]) == {torch.bfloat16}
+    assert not torch.equal(moved["bf16"], moved["fp32"])
+    assert torch.nn.functional.cosine_similarity(moved["bf16"], moved["fp32"], dim=0) > 0.9

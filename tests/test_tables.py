@@ -332,6 +332,20 @@ def test_agreement_classes_each_cell_against_the_paper(frame: pd.DataFrame) -> N
     assert "### Where we agree with the paper" in render.table1_markdown(t1)
 
 
+def test_a_cell_whose_seeds_fall_in_different_classes_is_marked(tmp_path: Path) -> None:
+    """BadNets x FT at 40% (partly removed) and 5% (removed) over two seeds: its mark carries the split;
+    two UNIT seeds in one class (2% and 8%) and one-seed cells do not."""
+    extra = [record("badnets", "ft", 87.0, 5.0, seed=1), record("badnets", "unit", 88.0, 8.0, seed=1)]
+    t1 = statistics.table1(records_frame(write_records(tmp_path / "seeds", extra)))
+    rows = t1.set_index(["attack", "defense"])
+    assert rows.loc[("badnets", "ft"), "seeds_split"] and not rows.loc[("badnets", "unit"), "seeds_split"]
+    marks = render.agreement(t1)
+    # the mean, 22.5%, is partly removed against the paper's 9.78 (removed): the backdoor fares better
+    assert marks.loc["BadNets", "FT"] == render.SURVIVES_MORE + render.SEEDS_SPLIT
+    assert marks.loc["BadNets", "UNIT"] == "=" == marks.loc["Blend", "UNIT"]
+    assert render.SEEDS_SPLIT in render.table1_markdown(t1)
+
+
 def test_a_row_without_backdoor_leaves_averages_and_agreement(tmp_path: Path) -> None:
     """Adap-Blend's victim has no backdoor (its records carry the sanity warning): its row is shown but
     left out of the averages (ours and the paper's) and marked n/a, not counted, in the agreement map."""

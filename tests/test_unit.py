@@ -262,16 +262,16 @@ def test_bf16_gradient_option_runs_the_step_in_bf16_and_keeps_the_bounds_float32
     model, modules, x, y = bounded_toy()
     grads, seen = {}, []
     hook = modules[0].register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
-    for bf16 in (False, True):
+    for gradient in ("fp32", "bf16"):
         for m in modules:
             m.bound.grad = None
-        unit_module.accumulate_ce_gradient(model, x, y, bf16=bf16)
-        grads[bf16] = torch.cat([m.bound.grad.flatten() for m in modules])
+        unit_module.accumulate_ce_gradient(model, x, y, gradient)
+        grads[gradient] = torch.cat([m.bound.grad.flatten() for m in modules])
     hook.remove()
     assert seen == [torch.float32, torch.bfloat16]
-    assert grads[True].dtype == torch.float32 and all(m.bound.dtype == torch.float32 for m in modules)
-    assert not torch.equal(grads[True], grads[False])
-    assert torch.nn.functional.cosine_similarity(grads[True], grads[False], dim=0) > 0.95
+    assert grads["bf16"].dtype == torch.float32 and all(m.bound.dtype == torch.float32 for m in modules)
+    assert not torch.equal(grads["bf16"], grads["fp32"])
+    assert torch.nn.functional.cosine_similarity(grads["bf16"], grads["fp32"], dim=0) > 0.95
 
 
 def tiny_vit() -> nn.Module:

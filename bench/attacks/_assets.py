@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import ConfigError
+from bench.core.files import atomic_write_bytes, sha256_file
 
 # where each folder's files come from when missing: the repositories at the commits the checksums are of
 SOURCES = {
@@ -87,23 +87,16 @@ def sunrise_photos(data_dir: str | Path | None) -> torch.Tensor:
     return torch.stack(images)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def fetch(name: str, path: Path) -> None:
     """Download ``name`` from its repository to ``path`` (atomically: a failed download leaves nothing)."""
     folder, _, rest = name.partition("/")
     url = SOURCES[folder] + rest
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (a fixed https or file URL)
-                shutil.copyfileobj(response, tmp)
-        except BaseException:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
-    Path(tmp.name).replace(path)
+
+    def download(tmp: Path) -> None:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:  # noqa: S310 (a fixed https or file URL)
+            shutil.copyfileobj(response, out)
+
+    atomic_write_bytes(path, download)
 
 
 def trigger_file(name: str, data_dir: str | Path | None) -> Path:
@@ -120,7 +113,7 @@ def trigger_file(name: str, data_dir: str | Path | None) -> Path:
                 f"the trigger file {name} is not under {str(path.parent)!r} and could not be fetched there "
                 f"({exc}); place it there, or point data_dir / $BENCH_DATA_DIR at a folder holding {name}"
             ) from None
-    if (digest := sha256(path)) != SHA256[name]:
+    if (digest := sha256_file(path)) != SHA256[name]:
         raise ConfigError(f"{path} is not the reference {name} (SHA-256 {digest[:12]}..., expected "
                           f"{SHA256[name][:12]}...); delete it to fetch it again")  # fmt: skip
     return path

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
 
 from bench.core.engine import autocast
 from bench.core.images import ImageSet, balanced_subset, to_float
+
+# A defense's own ``gradient`` setting: the precision of its optimisation's forward/backward passes,
+# whatever the run's ``precision`` (fp32 = the reference codes; bf16 = a speed option each defense measures
+# against its fp32 answer before anyone relies on it: results/parity).
+Gradient = Literal["fp32", "bf16"]
+
+
+def gradient_autocast(device: torch.device, gradient: Gradient) -> torch.autocast:
+    """bf16 autocast for a defense's forward passes when its ``gradient`` setting is ``bf16``; the
+    parameters it learns (bounds, masks) and their gradients stay float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=gradient == "bf16")
 
 
 @dataclass

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from bench.core.engine import progress_bar
 from bench.core.images import stamp
+from bench.defenses._base import Gradient, gradient_autocast
 
 MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of the std under normality
 IMAGES_PER_PASS = 512  # images in one batched forward pass of several searches (bounds the activations)
@@ -40,12 +41,14 @@ class TriggerSearch:
     An epoch is ``epoch_steps`` batches (the original: 1000 samples in batches of 32, 31 batches; None: one
     pass over the images). The smallest successful mask is kept; the search stops after ``steps`` batches,
     or early once the cost has moved both ways and the best mask has not shrunk for
-    ``early_stop_patience`` epochs (None: never)."""
+    ``early_stop_patience`` epochs (None: never). ``gradient=bf16`` (a speed option; the original is
+    float32) runs the model's forward and backward under bf16 autocast; the stamped images, the mask and
+    pattern and their Adam stay float32."""
 
     def __init__(self, steps: int, batch_size: int, lr: float, init_cost: float, asr_threshold: float,
                  patience: int, epoch_steps: int | None = None, early_stop_patience: int | None = None,
-                 cost_from_zero: bool = True) -> None:  # fmt: skip
-        self.steps, self.batch_size, self.lr = steps, batch_size, lr
+                 cost_from_zero: bool = True, gradient: Gradient = "fp32") -> None:  # fmt: skip
+        self.steps, self.batch_size, self.lr, self.gradient = steps, batch_size, lr, gradient
         self.cost_from_zero = cost_from_zero
         self.init_cost, self.asr_threshold, self.patience = init_cost, asr_threshold, patience
         self.epoch_steps, self.early_stop_patience = epoch_steps, early_stop_patience
@@ -91,7 +94,8 @@ class TriggerSearch:
         xb = torch.stack([search.batch(pool, bs) for search, pool in zip(searches, pools, strict=True)])
         masks = torch.stack([search.mask() for search in searches])
         patterns = torch.stack([search.pattern() for search in searches])
-        logits = model(stamp(xb, masks[:, None], patterns[:, None]).flatten(0, 1))
+        with gradient_autocast(device, self.gradient):
+            logits = model(stamp(xb, masks[:, None], patterns[:, None]).flatten(0, 1)).float()
         y = torch.tensor([search.target for search in searches], device=device).repeat_interleave(bs)
         ce = F.cross_entropy(logits, y, reduction="none").view(len(searches), bs).mean(1)
         l1 = masks.flatten(1).sum(1)

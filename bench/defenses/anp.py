@@ -11,6 +11,8 @@ clipped to [0, 1]. Each batch is drawn with replacement and, with ``augment``, r
 4) and flipped, as the original's ``transform_train``. BN normalises with the BATCH statistics while the
 masks are learnt (the original trains in train mode); the model's running statistics are never changed
 (the original updates them, then prunes a fresh copy of the checkpoint: the same pruned model).
+``gradient=bf16`` (a speed option, default fp32 as the original) runs the mask learning's forward and
+backward passes under bf16 autocast; the masks, the noise and their updates stay float32.
 Neurons whose mask ends at or below ``threshold`` are pruned in order of their mask, as far as accuracy on
 the defender's validation split stays within ``tolerance`` (the original fixes a threshold and reads test
 accuracy; BackdoorBench picks it with test ASR, which a defender cannot). Pruning zeroes what the mask
@@ -31,7 +33,15 @@ import torch.nn.functional as F
 from bench.core.engine import augment as augment_batch
 from bench.core.engine import progress_bar
 from bench.core.schema import Fraction, OpenFraction, Positive, PositiveInt, UnitInterval
-from bench.defenses._base import DefenderContext, Defense, accuracy, on_device, split_train_val
+from bench.defenses._base import (
+    DefenderContext,
+    Defense,
+    Gradient,
+    accuracy,
+    gradient_autocast,
+    on_device,
+    split_train_val,
+)
 
 
 class BatchNormPerturbation:
@@ -130,10 +140,11 @@ class ANP(Defense):
         tolerance: Fraction = 0.05,
         val_ratio: OpenFraction = 0.2,
         augment: bool = True,
+        gradient: Gradient = "fp32",
     ) -> None:
         self.iterations, self.batch_size, self.eps, self.anp_steps = iterations, batch_size, eps, anp_steps
         self.anp_alpha, self.mask_lr, self.threshold = anp_alpha, mask_lr, threshold
-        self.tolerance, self.val_ratio, self.augment = tolerance, val_ratio, augment
+        self.tolerance, self.val_ratio, self.augment, self.gradient = tolerance, val_ratio, augment, gradient
 
     def check_model(self, model: nn.Module) -> None:
         BatchNormPerturbation(model)
@@ -143,6 +154,12 @@ class ANP(Defense):
         gen = torch.Generator().manual_seed(ctx.seed)
         mask_opt = torch.optim.SGD(bnp.masks, lr=self.mask_lr, momentum=0.9)
         noise_opt = torch.optim.SGD([*bnp.noise_w, *bnp.noise_b], lr=self.eps / max(self.anp_steps, 1))
+
+        def cross_entropy(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            with gradient_autocast(x.device, self.gradient):
+                logits = model(xb)
+            return F.cross_entropy(logits.float(), yb)
+
         for _ in progress_bar(range(self.iterations), desc="anp masks", enabled=ctx.progress):
             idx = torch.randint(len(x), (self.batch_size,), generator=gen).to(x.device)
             xb, yb = x[idx], y[idx]
@@ -153,14 +170,14 @@ class ANP(Defense):
                 for _ in range(self.anp_steps):  # ascend the loss over the noise, by the gradient's sign
                     bnp.perturbed = True
                     noise_opt.zero_grad(set_to_none=True)
-                    (-F.cross_entropy(model(xb), yb)).backward()
+                    (-cross_entropy(xb, yb)).backward()
                     for t in (*bnp.noise_w, *bnp.noise_b):
                         t.grad.sign_()
                     noise_opt.step()
             bnp.perturbed = self.eps > 0
-            loss_rob = F.cross_entropy(model(xb), yb) if self.eps > 0 else torch.zeros((), device=x.device)
+            loss_rob = cross_entropy(xb, yb) if self.eps > 0 else torch.zeros((), device=x.device)
             bnp.perturbed = False
-            loss = self.anp_alpha * F.cross_entropy(model(xb), yb) + (1 - self.anp_alpha) * loss_rob
+            loss = self.anp_alpha * cross_entropy(xb, yb) + (1 - self.anp_alpha) * loss_rob
             mask_opt.zero_grad(set_to_none=True)
             loss.backward()
             mask_opt.step()

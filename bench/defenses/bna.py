@@ -30,7 +30,7 @@ from bench.core.errors import ConfigError
 from bench.core.images import stamp
 from bench.core.network import capture
 from bench.core.schema import Fraction, Positive, PositiveInt
-from bench.defenses._base import DefenderContext, Defense, on_device
+from bench.defenses._base import DefenderContext, Defense, Gradient, on_device
 from bench.defenses._reverse import MAD_CONSISTENCY, TriggerSearch, search_generators
 
 Divergence = Literal["tv", "js", "kl"]
@@ -146,11 +146,19 @@ class BNA(Defense):
         lr: Positive = 0.01,
         epochs: PositiveInt = 10,
         fit_batch_size: PositiveInt = 128,
+        gradient: Gradient = "fp32",
     ) -> None:
         # BNA's paper does not give the search's schedule: the cost starts at init_cost, as it has here
         # since BNA was added (Neural Cleanse's code starts it at 0)
         self.search = TriggerSearch(
-            steps, batch_size, search_lr, init_cost, asr_threshold, patience, cost_from_zero=False
+            steps,
+            batch_size,
+            search_lr,
+            init_cost,
+            asr_threshold,
+            patience,
+            cost_from_zero=False,
+            gradient=gradient,
         )
         self.anomaly_threshold, self.kind, self.bin_width, self.tau = (
             anomaly_threshold,

@@ -23,7 +23,7 @@ import torch.nn as nn
 from bench.core.engine import Recipe, fit
 from bench.core.images import ImageSet, quantize, stamp, to_float
 from bench.core.schema import Fraction, Positive, PositiveInt
-from bench.defenses._base import DefenderContext, Defense
+from bench.defenses._base import DefenderContext, Defense, Gradient
 from bench.defenses._reverse import TriggerSearch, anomaly_indices, search_generators
 
 
@@ -41,10 +41,19 @@ class NeuralCleanse(Defense):
         patience: PositiveInt = 5,
         anomaly_threshold: float = 2.0,
         unlearn_ratio: Fraction = 0.2,
+        gradient: Gradient = "fp32",
     ) -> None:
         self.recipe = recipe
         self.search = TriggerSearch(
-            steps, batch_size, lr, init_cost, asr_threshold, patience, epoch_steps, early_stop_patience
+            steps,
+            batch_size,
+            lr,
+            init_cost,
+            asr_threshold,
+            patience,
+            epoch_steps,
+            early_stop_patience,
+            gradient=gradient,
         )
         self.anomaly_threshold, self.unlearn_ratio = anomaly_threshold, unlearn_ratio
 

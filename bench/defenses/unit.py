@@ -41,7 +41,14 @@ from bench.core.engine import augment as augment_batch
 from bench.core.engine import progress_bar
 from bench.core.images import ImageSet, to_float
 from bench.core.schema import OpenFraction, Positive, PositiveInt, UnitInterval
-from bench.defenses._base import DefenderContext, Defense, accuracy, split_train_val
+from bench.defenses._base import (
+    DefenderContext,
+    Defense,
+    Gradient,
+    accuracy,
+    gradient_autocast,
+    split_train_val,
+)
 from bench.defenses._bounds import (
     BoundedActivation,
     activation_statistics,
@@ -101,11 +108,13 @@ class AlphaSchedule:
 CHUNK = 256
 
 
-def accumulate_ce_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool = False) -> None:
+def accumulate_ce_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, gradient: Gradient = "fp32"
+) -> None:
     """Add the gradient of the mean cross-entropy over ``x`` to the bounds' ``.grad``, in ``CHUNK``s;
-    ``bf16``: the forward and backward under bf16 autocast (the bounds and their gradient stay float32)."""
+    ``gradient=bf16``: the forward and backward under bf16 autocast (the bounds' gradient stays float32)."""
     for i in range(0, len(y), CHUNK):
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with gradient_autocast(x.device, gradient):
             logits = model(x[i : i + CHUNK])
         loss = F.cross_entropy(logits.float(), y[i : i + CHUNK], reduction="sum") / len(y)
         loss.backward()
@@ -128,7 +137,7 @@ class UNIT(Defense):
         stop_patience: PositiveInt | None = None,
         stop_tol: float = 1e-3,
         activations: tuple[str, ...] = ("ReLU",),
-        gradient: Literal["fp32", "bf16"] = "fp32",
+        gradient: Gradient = "fp32",
     ) -> None:
         self.eps, self.val_ratio = eps, val_ratio
         self.alpha0, self.lr, self.betas, self.steps = alpha0, lr, tuple(betas), steps
@@ -218,7 +227,7 @@ class UNIT(Defense):
         for step in bar:
             xb, yb = self._batch(x_train, y_train, gen)
             opt.zero_grad(set_to_none=True)
-            accumulate_ce_gradient(model, xb, yb, bf16=self.gradient == "bf16")
+            accumulate_ce_gradient(model, xb, yb, self.gradient)
             (schedule.alpha * bound_l1(modules)).backward()
             opt.step()
             with torch.no_grad():

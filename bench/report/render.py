@@ -6,7 +6,18 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.report.statistics import AVERAGE, KEPT, LABELS, MIN_SPEARMAN, PAPER_PAIR, spearman, wide
+from bench.report.statistics import (
+    AVERAGE,
+    KEPT,
+    LABELS,
+    MIN_SPEARMAN,
+    PAPER_PAIR,
+    REMOVED_MAX,
+    SURVIVED_MIN,
+    outcome,
+    spearman,
+    wide,
+)
 from bench.run.records import COLLAPSE_DROP
 
 GAP = "–"
@@ -64,23 +75,17 @@ def formatted(table: pd.DataFrame, metric: str, latex: bool = False) -> pd.DataF
 # the agreement map's marks, none of which looks like another or like the tables' gap (an en dash)
 SURVIVES_MORE, SURVIVES_LESS, NO_NUMBER = "▲", "▼", "·"
 
-# What a defense did to a backdoor, by the cell's ASR: removed (<= 10%), survived (>= 50%), or partly
-# removed. Ours and the paper's agree on a cell when they fall in one class; this is coarse on purpose,
-# since a few points of ASR are within what a second seed moves (seed_defenses.md) and the settings differ.
-REMOVED_MAX, SURVIVED_MIN = 10.0, 50.0
 NOT_APPLICABLE = "n/a"
-
-
-def outcome(asr: pd.Series) -> pd.Series:
-    """The class of each ASR (NaN stays NaN): 0 removed, 1 partly removed, 2 survived."""
-    return (asr.gt(REMOVED_MAX).astype(float) + asr.ge(SURVIVED_MIN)).where(asr.notna())
+SEEDS_SPLIT = "⇅"  # appended to a mark: the cell's seeds fall in different classes
 
 
 def agreement(table: pd.DataFrame) -> pd.DataFrame:
     """attack x defense marks comparing the ASR outcome of ours with the paper's: ``=`` the same class,
     ``SURVIVES_MORE`` the backdoor fares better with us (a higher class), ``SURVIVES_LESS`` worse;
     ``NO_NUMBER`` where either number is missing; ``n/a`` in a row whose victim has no backdoor (nothing to
-    remove, so not counted). The last row counts the agreeing cells of each defense."""
+    remove, so not counted); ``SEEDS_SPLIT`` after the mark of a cell whose seeds' ASRs fall in different
+    classes (the mean's class is the one compared). The last row counts the agreeing cells of each
+    defense."""
     cells = table[~table.attack.isin([AVERAGE, KEPT]) & (table.defense != "none")]
     unbackdoored = cells.attack.isin(table.attrs.get("no_backdoor", []))
     ours, theirs = outcome(cells.asr.where(~unbackdoored)), outcome(cells.paper_asr)
@@ -88,6 +93,7 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
         lambda d: NO_NUMBER if pd.isna(d) else "=" if d == 0 else SURVIVES_MORE if d > 0 else SURVIVES_LESS
     )
     mark = mark.where(~unbackdoored, NOT_APPLICABLE)
+    mark = mark.where(~cells.seeds_split.eq(True), mark + SEEDS_SPLIT)
     marks = wide(cells.assign(mark=mark), "mark")
     both = cells.assign(agree=ours.eq(theirs), both=ours.notna() & theirs.notna())
     counts = both.groupby("defense", sort=False)[["agree", "both"]].sum()
@@ -160,9 +166,10 @@ def table1_markdown(table: pd.DataFrame) -> str:
             f"Each cell's ASR, ours and the paper's, is classed as removed (<= {REMOVED_MAX:g}%), partly "
             f"removed, or survived (>= {SURVIVED_MIN:g}%). =: the same class; {SURVIVES_MORE}: the backdoor "
             f"fares better with us than in the paper (a higher class); {SURVIVES_LESS}: worse; {NO_NUMBER}: "
-            f"ours or the paper's number is missing; {NOT_APPLICABLE}: the victim has no backdoor. Agree: "
-            f"cells in the same class of those with both numbers. ASR only: the ACC table above says what a "
-            f"removal cost (a collapsed model also has a low ASR).\n"
+            f"ours or the paper's number is missing; {NOT_APPLICABLE}: the victim has no backdoor; "
+            f"{SEEDS_SPLIT} after a mark: the cell's seeds fall in different classes (the mark is the "
+            f"mean's). Agree: cells in the same class of those with both numbers. ASR only: the ACC table "
+            f"above says what a removal cost (a collapsed model also has a low ASR).\n"
         )
     return "\n".join(parts)
 

@@ -94,6 +94,24 @@ class MixedConfigs(ValueError):
     """Records of different configs share a cell: a table of them would silently pick or average."""
 
 
+# What a defense did to a backdoor, by the cell's ASR: removed (<= 10%), survived (>= 50%), or partly
+# removed. Ours and the paper's agree on a cell when they fall in one class; this is coarse on purpose,
+# since a few points of ASR are within what a second seed moves (seed_defenses.md) and the settings differ.
+REMOVED_MAX, SURVIVED_MIN = 10.0, 50.0
+
+
+def outcome(asr: pd.Series) -> pd.Series:
+    """The class of each ASR (NaN stays NaN): 0 removed, 1 partly removed, 2 survived."""
+    return (asr.gt(REMOVED_MAX).astype(float) + asr.ge(SURVIVED_MIN)).where(asr.notna())
+
+
+def seeds_split(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per ``keys``: whether the seeds' ASRs fall in different outcome classes (a two-seed mean can sit in
+    a class neither seed is in, so the table says when its class is a coin flip)."""
+    classes = frame.assign(outcome=outcome(frame.asr)).groupby(keys).outcome.nunique()
+    return classes.gt(1).rename("seeds_split").reset_index()
+
+
 def seed_means(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
     """Mean over seeds per ``keys``, refusing cells recorded twice under one seed."""
     dup = frame.duplicated([*keys, "seed"], keep=False)
@@ -152,7 +170,7 @@ def table1(frame: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFra
         der=frame.der.where(~at_chance(frame)), acc_before=frame.get("acc_before", float("nan"))
     )
     ours = seed_means(frame, ["attack", "defense"], ["acc", "asr", "ra", "der", "defense_s", "acc_before"])
-    ours = ours.merge(warned_cells(frame), how="left")
+    ours = ours.merge(warned_cells(frame), how="left").merge(seeds_split(frame, ["attack", "defense"]))
     ours["collapsed"] = (ours.defense != "none") & (ours.acc_before - ours.acc > COLLAPSE_DROP)
     ours["warned"] = ours.warned.fillna(False).astype(bool) | ours.collapsed
     ours = ours.drop(columns="acc_before")
@@ -189,7 +207,9 @@ def mean_row(cells: pd.DataFrame, name: str, defenses: list[str]) -> pd.DataFram
     """One pseudo-attack row ``name``: each defense's mean over ``cells`` (a defense without any is a gap)."""
     means = cells.groupby("defense", sort=False).mean(numeric_only=True).reindex(defenses).reset_index()
     spreads = {f"{m}_ci95": float("nan") for m in SPREAD_METRICS}  # not a seed mean
-    return means.assign(attack=name, n_seeds=float("nan"), warned=False, collapsed=False, **spreads)
+    return means.assign(
+        attack=name, n_seeds=float("nan"), warned=False, collapsed=False, seeds_split=False, **spreads
+    )
 
 
 def at_chance(frame: pd.DataFrame) -> pd.Series:

@@ -17,7 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.run.cache import cache_key, sha256_file
+from bench.core.files import sha256_file
+from bench.run.cache import cache_key
 
 GROUPS = ("dataset", "model", "attack", "defense")
 # What conf/attack/none.yaml composes to: the clean model of a row shares the victims' cache.

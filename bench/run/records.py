@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.run.cache import atomic_write_bytes
+from bench.core.files import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 

@@ -33,8 +33,13 @@ from bench.core.images import ImageSet
 
 NAME = "anp"
 # Ours in the official configuration: every neuron whose mask ends below the threshold is pruned (the
-# official threshold rule; our default also stops where the defender's validation accuracy drops 5 points).
-SETTINGS = {"threshold=0.2": ["defense.tolerance=1.0"], "tolerance=0.05": []}
+# official threshold rule; our default also stops where the defender's validation accuracy drops 5 points);
+# the same with the mask learning under bf16 autocast (the speed option, measured against fp32 here).
+SETTINGS = {
+    "threshold=0.2": ["defense.tolerance=1.0"],
+    "threshold=0.2+gradient=bf16": ["defense.tolerance=1.0", "defense.gradient=bf16"],
+    "tolerance=0.05": [],
+}
 ROW = re.compile(
     r"^([\d.]+) \t (\S+) \t (\S+) \t ([\d.]+) \t ([\d.]+) \t ([\d.]+) \t ([\d.]+) \t ([\d.]+)$", re.M
 )
