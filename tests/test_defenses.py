@@ -113,6 +113,9 @@ def test_anp_masks_stay_in_unit_interval_and_pruning_zeroes_bn_weights() -> None
     assert 0 <= info["mask_min"] <= info["mask_mean"] <= 1
     bns = [m for m in repaired.modules() if isinstance(m, nn.BatchNorm2d)]
     assert sum(int((bn.weight == 0).sum()) for bn in bns) == info["pruned"] > 0
+    zeroed = {f"{name}:{k}" for name, bn in repaired.named_modules() if isinstance(bn, nn.BatchNorm2d)
+              for k in torch.nonzero(bn.weight == 0).flatten().tolist()}  # fmt: skip
+    assert set(info["pruned_neurons"]) == zeroed and len(info["pruned_neurons"]) == info["pruned"]
     assert all(
         torch.equal(bn.bias, b) for bn, b in zip(bns, biases, strict=True)
     )  # the mask scales gamma only

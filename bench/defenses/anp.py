@@ -48,7 +48,8 @@ class BatchNormPerturbation:
     """Masks and multiplicative noise on every BatchNorm2d neuron, applied by replacing its forward."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.affine]
+        named = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and m.affine]
+        self.names, self.layers = [n for n, _ in named], [m for _, m in named]
         if not self.layers:
             raise ValueError(f"{type(model).__name__} has no BatchNorm2d layer for ANP to mask")
         device = self.layers[0].weight.device
@@ -92,6 +93,12 @@ class BatchNormPerturbation:
 
     def flat_masks(self) -> torch.Tensor:
         return torch.cat([m.detach() for m in self.masks])
+
+    def neuron_names(self, flat_index: torch.Tensor) -> list[str]:
+        """``layer:channel`` of each flat mask index, as the original's pruning printout names them."""
+        names = [f"{name}:{k}" for name, bn in zip(self.names, self.layers, strict=True)
+                 for k in range(bn.num_features)]  # fmt: skip
+        return [names[i] for i in flat_index.tolist()]
 
     @torch.no_grad()
     def prune(self, flat_index: torch.Tensor) -> None:
@@ -201,6 +208,7 @@ class ANP(Defense):
             "neurons": len(masks),
             "below_threshold": len(candidates),
             "pruned": pruned,
+            "pruned_neurons": bnp.neuron_names(candidates[:pruned]),
             "mask_min": round(masks.min().item(), 4),
             "mask_mean": round(masks.mean().item(), 4),
             "val_acc_before": round(100 * acc0, 4),
