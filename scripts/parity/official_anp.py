@@ -9,8 +9,9 @@ scripts' own transforms; ``split_dataset`` hands that training split on whole as
 data the masks are learnt on; ``add_predefined_trigger_cifar`` serves our triggered non-target test
 images; ``Normalize`` gets the victim's mean and std. Its 2,000 iterations, batch 128, eps 0.4, one
 sign step, alpha 0.2, mask lr 0.2, crop/flip augmentation and data sampling are its own. The result is the
-pruning script's row at threshold 0.2 (the repository's recipe). Its mask script also evaluates the test
-set every 500 iterations; that time is in ``ref_s``.
+pruning script's row at threshold 0.2 (the repository's recipe); the log keeps its ``mask_values.txt``
+(every neuron's mask, to set beside our record's ``pruned_neurons``). Its mask script also evaluates the
+test set every 500 iterations; that time is in ``ref_s``.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def run_official(checkout: Path, victim: ParityVictim, args: Namespace) -> Offic
                 *common, "--mask-file", str(Path(out) / "mask_values.txt"), "--pruning-by", "threshold",
                 "--pruning-max", str(args.threshold), "--pruning-step", "0.05",
             ]))  # fmt: skip
+        masks = (Path(out) / "mask_values.txt").read_text()  # every mask, to compare neuron by neuron
     rows = {round(float(m.group(4)), 4): m for m in ROW.finditer(prune_log)}
     row = rows.get(round(args.threshold, 4))
     if row is None:
@@ -130,5 +132,5 @@ def run_official(checkout: Path, victim: ParityVictim, args: Namespace) -> Offic
         seconds=seconds,
         victim_acc=100 * float(first.group(4)) if first else None,
         victim_asr=100 * float(first.group(2)) if first else None,
-        log=mask_log + prune_log,
+        log=f"{mask_log}{prune_log}\n# mask_values.txt\n{masks}",
     )
