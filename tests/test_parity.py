@@ -175,3 +175,20 @@ def test_an_override_after_settings_without_the_separator_is_an_error() -> None:
     with pytest.raises(SystemExit, match="no setting cache_dir=/elsewhere of unit.*schedule=code"):
         run.main(["--defense", "unit", "--attack", "badnets", "--side", "ours",
                   "--settings", "schedule=code", "cache_dir=/elsewhere"])  # fmt: skip
+
+
+def test_anp_neurons_reads_the_official_mask_file_at_or_below_the_threshold() -> None:
+    """The official ``mask_values.txt`` format (its ``save_mask_scores``: index, layer, channel, mask to four
+    decimals), kept after ``# mask_values.txt`` in the result's log: masks at or below the threshold."""
+    import anp_neurons
+
+    rows = [(0, "bn1", 2, 0.1), (1, "layer4.0.bn2", 74, 0.0), (2, "layer4.0.bn2", 75, 0.9),
+            (3, "layer3.0.bn1", 5, 0.2)]  # fmt: skip
+    masks = "No \t Layer Name \t Neuron Idx \t Mask Score \n" + "".join(
+        "{} \t {} \t {} \t {:.4f} \n".format(*row) for row in rows
+    )
+    log = "printed output\n# mask_values.txt\n" + masks
+    assert anp_neurons.official_pruned(log, 0.2) == {"bn1:2", "layer4.0.bn2:74", "layer3.0.bn1:5"}
+    assert anp_neurons.official_pruned(log, 0.05) == {"layer4.0.bn2:74"}
+    with pytest.raises(SystemExit, match="keeps no mask_values"):
+        anp_neurons.official_pruned("printed output only", 0.2)
