@@ -2,7 +2,8 @@
 other part of the project; each plug-in family (attacks, defenses, datasets, models) imports only the
 ground and itself, so attacks and defenses never import each other; the runner (``bench.run``) may import
 everything but the reporting; the reporting (``bench.report``) reads records and nothing else of the
-runner: only the record store (records, their ids, the atomic file writes)."""
+runner: only the record store (records, their ids, the model cache), which stands on the ground's file
+primitives (``bench.core.files``: the atomic write and the checksum it shares with the trigger files)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ ALLOWED = {
     "core": {"core"},
     **{f: {"core", f} for f in FAMILIES},
     "config": {"config"},
-    "store": {"store"},
+    "store": {"store", "core"},
     "run": {"core", *FAMILIES, "config", "store", "run"},
     "report": {"report", "store"},
 }
