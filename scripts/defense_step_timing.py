@@ -22,9 +22,7 @@ from collections.abc import Callable
 import torch.nn as nn
 from hydra.utils import instantiate
 
-from bench.core.images import to_float
-from bench.defenses._base import DefenderContext, split_train_val
-from bench.defenses._reverse import search_generators
+from bench.defenses._base import DefenderContext, on_device, split_train_val
 from bench.defenses.anp import BatchNormPerturbation
 from bench.run.cell import Cell
 from bench.run.host import compute_info
@@ -42,12 +40,12 @@ def timed(run: Callable[[int], object], steps: int) -> float:
 
 
 def iteration(defense: str, gradient: str, model: nn.Module, ctx: DefenderContext) -> Callable[[int], object]:
-    """``run(k)``: k iterations of ``defense``'s search, as its configured code runs them."""
+    """``run(k)``: k iterations of ``defense``'s search, through the method its ``repair`` calls, on the
+    data it gives it (ANP: the training split; NC and BNA: all the defender's images)."""
     cfg = Cell.compose(["experiment=cpu_cifar", f"defense={defense}", f"defense.gradient={gradient}"]).cfg
     spec = instantiate(cfg.defense)
-    train, _ = split_train_val(ctx.data, 0.2, ctx.seed)
     if defense == "anp":
-        x, y = to_float(train.x), train.y
+        x, y = on_device(split_train_val(ctx.data, spec.val_ratio, ctx.seed)[0], ctx.device)
 
         def anp(k: int) -> None:
             spec.iterations = k
@@ -56,16 +54,15 @@ def iteration(defense: str, gradient: str, model: nn.Module, ctx: DefenderContex
                 spec.learn_masks(model, bnp, x, y, ctx)
 
         return anp
-    x, y = to_float(ctx.data.x), ctx.data.y
-    if defense == "nc":
-        targets, pools = list(range(ctx.num_classes)), [x] * ctx.num_classes
-    else:
-        pairs = [(s, t) for t in range(ctx.num_classes) for s in range(ctx.num_classes) if s != t]
-        targets, pools = [t for _, t in pairs], [x[y == s] for s, _ in pairs]
+    x, y = on_device(ctx.data, ctx.device)
 
     def search(k: int) -> None:
         spec.search.steps = k
-        spec.search.run_many(model, pools, targets, search_generators(ctx.seed, len(targets)), False)
+        model.requires_grad_(False)  # as repair leaves it for the search (BNA's detection restores it)
+        if defense == "nc":
+            spec.reverse_triggers(model, x, ctx)
+        else:
+            spec.detect_pairs(model, x, y, ctx)
 
     return search
 

@@ -69,12 +69,18 @@ class NeuralCleanse(Defense):
             x[part] = quantize(stamp(to_float(data.x[part]), m, p))
         return ImageSet(x, data.y.clone())
 
+    def reverse_triggers(
+        self, model: nn.Module, x: torch.Tensor, ctx: DefenderContext
+    ) -> list[dict[str, Any]]:
+        """Each class's smallest trigger on the images ``x``: one search per class, all in one batched pass
+        per step (the model frozen in eval mode)."""
+        classes = list(range(ctx.num_classes))
+        gens = search_generators(ctx.seed, len(classes))
+        return self.search.run_many(model, [x] * len(classes), classes, gens, ctx.progress, "nc")
+
     def repair(self, model: nn.Module, ctx: DefenderContext) -> tuple[nn.Module, dict[str, Any]]:
         model.eval().requires_grad_(False)
-        x = to_float(ctx.data.x.to(ctx.device))
-        classes = range(ctx.num_classes)  # one search per class, all in one batched pass per step
-        gens = search_generators(ctx.seed, len(classes))
-        triggers = self.search.run_many(model, [x] * len(classes), list(classes), gens, ctx.progress, "nc")
+        triggers = self.reverse_triggers(model, to_float(ctx.data.x.to(ctx.device)), ctx)
         gen = torch.Generator().manual_seed(ctx.seed)
         model.requires_grad_(True)
         norms = torch.tensor([t["l1"] for t in triggers])
