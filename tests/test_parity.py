@@ -192,3 +192,23 @@ def test_anp_neurons_reads_the_official_mask_file_at_or_below_the_threshold() ->
     assert anp_neurons.official_pruned(log, 0.05) == {"layer4.0.bn2:74"}
     with pytest.raises(SystemExit, match="keeps no mask_values"):
         anp_neurons.official_pruned("printed output only", 0.2)
+
+
+def test_anp_neurons_prunes_a_copy_by_zeroing_the_named_bn_weights() -> None:
+    """The transplant evaluation prunes as both ANP codes do: the named channel's BN weight zeroed, its
+    bias and every other channel untouched, in a copy (the victim itself unchanged)."""
+    import anp_neurons
+
+    from bench.models._normalize import Normalized
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    with torch.no_grad():
+        net[1].weight.uniform_(0.5, 1.0)
+        net[1].bias.uniform_(0.5, 1.0)
+    model = Normalized(net, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    pruned = anp_neurons.pruned_copy(model, {"1:2"})
+    assert pruned.net[1].weight[2] == 0
+    assert torch.equal(pruned.net[1].bias, net[1].bias)
+    keep = [0, 1, 3]
+    assert torch.equal(pruned.net[1].weight[keep], net[1].weight[keep])
+    assert (net[1].weight > 0).all()
