@@ -116,6 +116,8 @@ def test_anp_masks_stay_in_unit_interval_and_pruning_zeroes_bn_weights() -> None
     zeroed = {f"{name}:{k}" for name, bn in repaired.named_modules() if isinstance(bn, nn.BatchNorm2d)
               for k in torch.nonzero(bn.weight == 0).flatten().tolist()}  # fmt: skip
     assert set(info["pruned_neurons"]) == zeroed and len(info["pruned_neurons"]) == info["pruned"]
+    assert all(0.9 < m <= 1.0 for m in info["near_threshold"].values())
+    assert not zeroed & set(info["near_threshold"])
     assert all(
         torch.equal(bn.bias, b) for bn, b in zip(bns, biases, strict=True)
     )  # the mask scales gamma only

@@ -43,6 +43,8 @@ from bench.defenses._base import (
     split_train_val,
 )
 
+NEAR_THRESHOLD = 0.1  # the record names the neurons whose mask ends this little above the threshold
+
 
 class BatchNormPerturbation:
     """Masks and multiplicative noise on every BatchNorm2d neuron, applied by replacing its forward."""
@@ -203,12 +205,17 @@ class ANP(Defense):
             self.learn_masks(model, bnp, x, y, ctx)
         masks = bnp.flat_masks()
         candidates, pruned = prune_in_mask_order(model, bnp, masks, self.threshold, self.tolerance, val, acc0)
+        # the masks just above the cut: which neurons another seed (or the original code) might prune instead
+        near = torch.nonzero((masks > self.threshold) & (masks <= self.threshold + NEAR_THRESHOLD)).flatten()
         model.requires_grad_(True)
         return model, {
             "neurons": len(masks),
             "below_threshold": len(candidates),
             "pruned": pruned,
             "pruned_neurons": bnp.neuron_names(candidates[:pruned]),
+            "near_threshold": dict(
+                zip(bnp.neuron_names(near), masks[near].round(decimals=4).tolist(), strict=True)
+            ),
             "mask_min": round(masks.min().item(), 4),
             "mask_mean": round(masks.mean().item(), 4),
             "val_acc_before": round(100 * acc0, 4),

@@ -20,15 +20,32 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from bench.defenses.anp import NEAR_THRESHOLD
+
 MASK_ROW = re.compile(r"^\d+ \t (\S+) \t (\d+) \t ([\d.]+) $", re.M)
+
+
+def official_masks(log: str) -> dict[str, float]:
+    """Every neuron's mask (``layer:channel``) in the official's ``mask_values.txt``, kept in its log."""
+    _, sep, masks = log.partition("# mask_values.txt\n")
+    if not sep:
+        raise SystemExit("the official result keeps no mask_values.txt (run before the adapter kept it)")
+    return {f"{layer}:{k}": float(v) for layer, k, v in MASK_ROW.findall(masks)}
 
 
 def official_pruned(log: str, threshold: float) -> set[str]:
     """``layer:channel`` of every mask at or below ``threshold`` in the official's ``mask_values.txt``."""
-    _, sep, masks = log.partition("# mask_values.txt\n")
-    if not sep:
-        raise SystemExit("the official result keeps no mask_values.txt (run before the adapter kept it)")
-    return {f"{layer}:{k}" for layer, k, v in MASK_ROW.findall(masks) if float(v) <= threshold}
+    return {name for name, v in official_masks(log).items() if v <= threshold}
+
+
+def other_side_masks(ours_only: set[str], official_only: set[str], ours_near: dict[str, float],
+                     official: dict[str, float], threshold: float) -> list[str]:  # fmt: skip
+    """Each neuron only one code prunes, with the mask the other code gave it (ours: from the record's
+    ``near_threshold``, so '>' its upper end when not there): near misses or different neurons."""
+    above = f"> {threshold + NEAR_THRESHOLD:.2f}"
+    rows = [f"| {n} | ours | {official[n]:.4f} |" for n in sorted(ours_only)]
+    rows += [f"| {n} | official | {ours_near.get(n, above)} |" for n in sorted(official_only)]
+    return ["| neuron | pruned by | the other code's mask |", "|---|---|---|", *rows]
 
 
 def layer_of(neuron: str) -> str:
@@ -77,7 +94,8 @@ def main() -> None:
         raise SystemExit(f"{args.ours} names no pruned neurons (run before ANP recorded them)")
     # our network sits inside the normalising wrapper (``net.``); the official names it unwrapped
     ours = {n.removeprefix("net.") for n in info["pruned_neurons"]}
-    theirs = official_pruned(json.loads(args.official.read_text())["log"], args.threshold)
+    official = official_masks(json.loads(args.official.read_text())["log"])
+    theirs = {name for name, v in official.items() if v <= args.threshold}
     per_layer_ours, per_layer_theirs = Counter(map(layer_of, ours)), Counter(map(layer_of, theirs))
     both = ours & theirs
     per_layer_both = Counter(map(layer_of, both))
@@ -85,6 +103,9 @@ def main() -> None:
     for layer in sorted(set(per_layer_ours) | set(per_layer_theirs)):
         print(f"| {layer} | {per_layer_ours[layer]} | {per_layer_theirs[layer]} | {per_layer_both[layer]} |")
     print(f"| all | {len(ours)} | {len(theirs)} | {len(both)} |")
+    if "near_threshold" in info:
+        near = {n.removeprefix("net."): v for n, v in info["near_threshold"].items()}
+        print("", *other_side_masks(ours - theirs, theirs - ours, near, official, args.threshold), sep="\n")
     if args.attack:
         sets = {"ours": ours, "official": theirs, "both": both, "ours only": ours - theirs,
                 "official only": theirs - ours}  # fmt: skip
