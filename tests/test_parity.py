@@ -194,7 +194,7 @@ def test_anp_neurons_reads_the_official_mask_file_at_or_below_the_threshold() ->
         anp_neurons.official_pruned("printed output only", 0.2)
     table = anp_neurons.other_side_masks({"layer4.0.bn2:75"}, {"bn1:2", "layer3.0.bn1:5"}, {"bn1:2": 0.25},
                                          anp_neurons.official_masks(log), 0.2)  # fmt: skip
-    assert table[2:] == ["| layer4.0.bn2:75 | ours | 0.9000 |", "| bn1:2 | official | 0.25 |",
+    assert table[2:] == ["| layer4.0.bn2:75 | ours | 0.9000 |", "| bn1:2 | official | 0.2500 |",
                          "| layer3.0.bn1:5 | official | > 0.30 |"]  # fmt: skip
 
 

@@ -213,9 +213,9 @@ class ANP(Defense):
             "below_threshold": len(candidates),
             "pruned": pruned,
             "pruned_neurons": bnp.neuron_names(candidates[:pruned]),
-            "near_threshold": dict(
-                zip(bnp.neuron_names(near), masks[near].round(decimals=4).tolist(), strict=True)
-            ),
+            "near_threshold": {
+                n: round(v, 4) for n, v in zip(bnp.neuron_names(near), masks[near].tolist(), strict=True)
+            },
             "mask_min": round(masks.min().item(), 4),
             "mask_mean": round(masks.mean().item(), 4),
             "val_acc_before": round(100 * acc0, 4),

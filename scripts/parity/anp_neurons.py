@@ -44,7 +44,8 @@ def other_side_masks(ours_only: set[str], official_only: set[str], ours_near: di
     ``near_threshold``, so '>' its upper end when not there): near misses or different neurons."""
     above = f"> {threshold + NEAR_THRESHOLD:.2f}"
     rows = [f"| {n} | ours | {official[n]:.4f} |" for n in sorted(ours_only)]
-    rows += [f"| {n} | official | {ours_near.get(n, above)} |" for n in sorted(official_only)]
+    rows += [f"| {n} | official | {ours_near[n]:.4f} |" if n in ours_near else f"| {n} | official | {above} |"
+             for n in sorted(official_only)]  # fmt: skip
     return ["| neuron | pruned by | the other code's mask |", "|---|---|---|", *rows]
 
 
