@@ -184,16 +184,19 @@ def test_anp_neurons_reads_the_official_mask_file_at_or_below_the_threshold() ->
 
     rows = [(0, "bn1", 2, 0.1), (1, "layer4.0.bn2", 74, 0.0), (2, "layer4.0.bn2", 75, 0.9),
             (3, "layer3.0.bn1", 5, 0.2)]  # fmt: skip
-    masks = "No \t Layer Name \t Neuron Idx \t Mask Score \n" + "".join(
+    mask_file = "No \t Layer Name \t Neuron Idx \t Mask Score \n" + "".join(
         "{} \t {} \t {} \t {:.4f} \n".format(*row) for row in rows
     )
-    log = "printed output\n# mask_values.txt\n" + masks
-    assert anp_neurons.official_pruned(log, 0.2) == {"bn1:2", "layer4.0.bn2:74", "layer3.0.bn1:5"}
-    assert anp_neurons.official_pruned(log, 0.05) == {"layer4.0.bn2:74"}
+    log = "printed output\n# mask_values.txt\n" + mask_file
+    masks = anp_neurons.official_masks(log)
+    assert anp_neurons.at_or_below(masks, 0.2) == {"bn1:2", "layer4.0.bn2:74", "layer3.0.bn1:5"}
+    assert anp_neurons.at_or_below(masks, 0.05) == {"layer4.0.bn2:74"}
     with pytest.raises(SystemExit, match="keeps no mask_values"):
-        anp_neurons.official_pruned("printed output only", 0.2)
-    table = anp_neurons.other_side_masks({"layer4.0.bn2:75"}, {"bn1:2", "layer3.0.bn1:5"}, {"bn1:2": 0.25},
-                                         anp_neurons.official_masks(log), 0.2)  # fmt: skip
+        anp_neurons.official_masks("printed output only")
+    ours_near = {"bn1:2": 0.25}
+    table = anp_neurons.other_side_masks(
+        {"layer4.0.bn2:75"}, {"bn1:2", "layer3.0.bn1:5"}, ours_near, masks, 0.2
+    )
     assert table[2:] == ["| layer4.0.bn2:75 | ours | 0.9000 |", "| bn1:2 | official | 0.2500 |",
                          "| layer3.0.bn1:5 | official | > 0.30 |"]  # fmt: skip
 

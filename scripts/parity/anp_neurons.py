@@ -33,9 +33,9 @@ def official_masks(log: str) -> dict[str, float]:
     return {f"{layer}:{k}": float(v) for layer, k, v in MASK_ROW.findall(masks)}
 
 
-def official_pruned(log: str, threshold: float) -> set[str]:
-    """``layer:channel`` of every mask at or below ``threshold`` in the official's ``mask_values.txt``."""
-    return {name for name, v in official_masks(log).items() if v <= threshold}
+def at_or_below(masks: dict[str, float], threshold: float) -> set[str]:
+    """The neurons the official pruning prunes at ``threshold``: every mask at or below it."""
+    return {name for name, v in masks.items() if v <= threshold}
 
 
 def other_side_masks(ours_only: set[str], official_only: set[str], ours_near: dict[str, float],
@@ -96,7 +96,7 @@ def main() -> None:
     # our network sits inside the normalising wrapper (``net.``); the official names it unwrapped
     ours = {n.removeprefix("net.") for n in info["pruned_neurons"]}
     official = official_masks(json.loads(args.official.read_text())["log"])
-    theirs = {name for name, v in official.items() if v <= args.threshold}
+    theirs = at_or_below(official, args.threshold)
     per_layer_ours, per_layer_theirs = Counter(map(layer_of, ours)), Counter(map(layer_of, theirs))
     both = ours & theirs
     per_layer_both = Counter(map(layer_of, both))
