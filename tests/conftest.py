@@ -137,11 +137,14 @@ class StubModels:
     def new_classifier(self) -> nn.Module:
         return tiny_model().train()
 
-    def network(self, name: str, spec: dict[str, Any], module: nn.Module, train: Any) -> nn.Module:
-        """Trains ``module`` for real, on ``self.train_set`` when one is given (no cache)."""
+    def network(
+        self, name: str, spec: dict[str, Any], module: nn.Module, train: Any, **options: bool
+    ) -> nn.Module:
+        """Trains ``module`` for real, on ``self.train_set`` when one is given (no cache, no checkpoint)."""
         self.requests.append(name)
         if self.train_set is not None:
-            self.facts[name] = train(module, self.train_set) or {}
+            extra = (None,) if options.get("resumable") else ()
+            self.facts[name] = train(module, self.train_set, *extra) or {}
         return module.eval()
 
 

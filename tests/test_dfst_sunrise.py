@@ -3,6 +3,8 @@ one update moves all four networks, and the loop trains on the 250 real sunrise 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -52,3 +54,50 @@ def test_the_loop_reads_the_250_photos_and_reports_its_losses(monkeypatch) -> No
     facts = attack.train_sunrise(attack.style, images, type("Ctx", (), {"device": torch.device("cpu"),
                                                                         "progress": False})())  # fmt: skip
     assert steps == [8, 8, 4] and facts == {"final_losses": {"d": 0.0}}
+
+
+class MemoryCheckpoint:
+    """A checkpoint in memory, due every epoch; its ``kill_after``-th save ends the run (a session ends)."""
+
+    def __init__(self, kill_after: int | None = None) -> None:
+        self.state: dict | None = None
+        self.saves, self.kill_after = 0, kill_after
+
+    def load(self) -> dict | None:
+        return copy.deepcopy(self.state)
+
+    def due(self) -> bool:
+        return True
+
+    def save(self, state: dict) -> None:
+        self.state, self.saves = copy.deepcopy(state), self.saves + 1
+        if self.saves == self.kill_after:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.skipif(not HAVE_PHOTOS, reason=f"the sunrise photographs are not under {DATA_DIR}")
+def test_a_killed_training_resumes_to_the_uninterrupted_answer(monkeypatch) -> None:
+    """Three epochs in one go, and one epoch then a kill then a restart in a new attack object, give the
+    same generator to the last bit: the checkpoint holds the networks, Adam's moments and the random
+    generator that draws the batches and the augmentation."""
+    monkeypatch.setattr(dfst, "SUNRISE_BATCH", 4)  # 8 training images: two steps of 4 an epoch
+    images = ImageSet(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 10)
+    ctx = type("Ctx", (), {"device": torch.device("cpu"), "progress": False})()
+
+    def attack() -> DFST:
+        a = DFST(style="sunrise", style_steps=3)
+        a.setup(DataBundle("cifar10", images, images, 10, MEAN, STD, str(DATA_DIR)))
+        return a
+
+    whole = attack()
+    whole.train_sunrise(whole.style, images, ctx, MemoryCheckpoint())
+    checkpoint = MemoryCheckpoint(kill_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        killed = attack()
+        killed.train_sunrise(killed.style, images, ctx, checkpoint)
+    assert checkpoint.state is not None and checkpoint.state["epochs"] == 1
+    resumed = attack()
+    resumed.train_sunrise(resumed.style, images, ctx, checkpoint)
+    ours = resumed.style.state_dict()
+    for name, p in whole.style.state_dict().items():
+        assert torch.equal(p, ours[name]), name

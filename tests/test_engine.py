@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 import torch.nn as nn
 
+from bench.core import engine
 from bench.core.engine import Recipe, TrainingHooks, augment, autocast, fit, make_optimizer, precision
 from bench.core.errors import ConfigError, SettingError
 from bench.core.images import ImageSet
@@ -181,3 +184,18 @@ def test_cyclic_schedule_climbs_to_each_phases_peak_and_back() -> None:
     assert lrs[5] == pytest.approx(0.03 + 2.47 / 2) and lrs[15] == pytest.approx(0.03 + 2.47 / 2)
     assert lrs[30] == pytest.approx(2.5) and lrs[50] == pytest.approx(0.05) and lrs[90] == pytest.approx(0.05)
     assert max(lrs[40:]) == pytest.approx(0.05) and min(lrs) == pytest.approx(0.03)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_that_emulates_it_is_named_once(native: bool, monkeypatch, caplog) -> None:
+    """On an AVX2 CPU bf16 autocast is emulated (about 13x slower than float32, measured): a run asking for
+    it says so once, and a CPU with AVX-512 BF16 or AMX hears nothing."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    engine.warn_emulated_bf16.cache_clear()
+    with caplog.at_level(logging.WARNING), precision("bf16"):
+        autocast(torch.device("cpu"))
+        autocast(torch.device("cpu"))
+    with caplog.at_level(logging.WARNING), precision("fp32"):
+        autocast(torch.device("cpu"))
+    assert caplog.text.count("emulates bf16") == (0 if native else 1)

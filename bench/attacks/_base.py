@@ -35,6 +35,25 @@ from bench.core.schema import Fraction
 TrainNetwork = Callable[[nn.Module, ImageSet], dict[str, Any] | None]
 
 
+class Checkpoint(Protocol):
+    """Where a long auxiliary training keeps its state so a killed run resumes (``resumable=True``)."""
+
+    def load(self) -> dict[str, Any] | None:
+        """The state last saved, or None on a fresh start."""
+        ...
+
+    def due(self) -> bool:
+        """Whether enough time has passed since the last save to save again."""
+        ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+
+# A TrainNetwork that saves its progress to a Checkpoint and starts from it when one was saved: the same
+# answer as one uninterrupted run (the state holds every random generator it draws from).
+ResumableTrain = Callable[[nn.Module, ImageSet, Checkpoint], dict[str, Any] | None]
+
+
 class AuxiliaryModels(Protocol):
     """Models an attack needs before poisoning, trained once and cached like victims."""
 
@@ -46,11 +65,23 @@ class AuxiliaryModels(Protocol):
         """An untrained classifier of the cell's architecture (seeded), e.g. a surrogate to train against."""
         ...
 
-    def network(self, name: str, spec: dict[str, Any], module: nn.Module, train: TrainNetwork) -> nn.Module:
+    def network(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        module: nn.Module,
+        train: TrainNetwork | ResumableTrain,
+        *,
+        data_only: bool = False,
+        resumable: bool = False,
+    ) -> nn.Module:
         """``module`` (a generator, an encoder...) with weights trained by ``train(module, clean_train_set)``
         on a cache miss, loaded from the cache on a hit; cached under the cell's data, model, recipe and
-        seed plus ``name`` and ``spec``; returned on the cell's device in eval mode. The facts ``train``
-        returns go to the victim's record (``attack_info.aux_networks_facts``), from the cache on a hit."""
+        seed plus ``name`` and ``spec`` (``data_only``: under the data and seed alone, shared by every
+        architecture and recipe, for a network whose training never sees a classifier); returned on the
+        cell's device in eval mode. ``resumable``: ``train`` is a ResumableTrain and gets a Checkpoint.
+        The facts ``train`` returns go to the victim's record (``attack_info.aux_networks_facts``), from
+        the cache on a hit."""
         ...
 
     def classifier(self, name: str, spec: dict[str, Any], train: TrainNetwork) -> nn.Module:

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.attacks import _assets
-from bench.attacks._base import Attack, AttackContext, need_context
+from bench.attacks._base import Attack, AttackContext, Checkpoint, need_context
 from bench.attacks._generator import UNet, ssim, step_own
 from bench.core.engine import augment, progress_bar
 from bench.core.errors import ConfigError
@@ -279,17 +279,31 @@ class DFST(Attack):
             loss_d.backward()
             opt_d.step()
 
-    def train_sunrise(self, gan: SunriseCycleGAN, data: ImageSet, ctx: AttackContext) -> dict[str, Any]:
+    def train_sunrise(
+        self, gan: SunriseCycleGAN, data: ImageSet, ctx: AttackContext, checkpoint: Checkpoint | None = None
+    ) -> dict[str, Any]:
         """BackdoorVault's loop, ``style_steps`` counted in its unit, epochs: each zips a shuffled pass over
         the training images (crop/flip-augmented, batches of 128) with one over the 250 sunrise photographs,
-        so an epoch is two steps (128 and 122 images); Adam 2e-4, betas (0.5, 0.999), for each network."""
+        so an epoch is two steps (128 and 122 images); Adam 2e-4, betas (0.5, 0.999), for each network.
+        Hours on a CPU, so resumable: ``checkpoint`` gets the networks, optimisers and random generator
+        after an epoch now and then, and a restart goes on from there to the same answer."""
         photos = _assets.sunrise_photos(self.data_dir)
         gen = self.generator(5)
         gan.to(ctx.device).train()
         optimizers = {name: torch.optim.Adam(getattr(gan, name).parameters(), SUNRISE_LR, betas=(0.5, 0.999))
                       for name in ("g_ab", "g_ba", "d_a", "d_b")}  # fmt: skip
         last: dict[str, float] = {}
-        for _ in progress_bar(range(self.style_steps), desc="dfst sunrise CycleGAN", enabled=ctx.progress):
+        done = 0
+        saved = checkpoint.load() if checkpoint is not None else None
+        if saved is not None:
+            gan.load_state_dict(saved["gan"])
+            for name, optimizer in optimizers.items():
+                optimizer.load_state_dict(saved["optimizers"][name])
+            gen.set_state(saved["generator"])
+            done, last = saved["epochs"], saved["losses"]
+        epochs = progress_bar(range(done, self.style_steps), desc="dfst sunrise CycleGAN",
+                              enabled=ctx.progress, total=self.style_steps - done)  # fmt: skip
+        for epoch in epochs:
             order_a = torch.randperm(len(data), generator=gen)
             order_b = torch.randperm(len(photos), generator=gen)
             for start in range(0, min(len(data), len(photos)), SUNRISE_BATCH):
@@ -297,6 +311,10 @@ class DFST(Attack):
                 a = to_float(data.x[order_a[start : start + len(b)]].to(ctx.device))
                 a = augment(a, 4, True, gen)
                 last = gan.step(gan.normalize(a), gan.normalize(b), optimizers)
+            if checkpoint is not None and checkpoint.due() and epoch + 1 < self.style_steps:
+                adam = {n: o.state_dict() for n, o in optimizers.items()}
+                checkpoint.save({"gan": gan.state_dict(), "optimizers": adam, "generator": gen.get_state(),
+                                 "epochs": epoch + 1, "losses": last})  # fmt: skip
         return {"final_losses": {k: round(v, 4) for k, v in last.items()}}  # kept with the cached network
 
     def poison(self, train: ImageSet, ctx: AttackContext | None = None) -> ImageSet:
@@ -307,7 +325,9 @@ class DFST(Attack):
                 "dfst_sunrise_cyclegan",
                 spec,
                 self.style,
-                lambda gan, data: self.train_sunrise(gan, data, ctx),
+                lambda gan, data, checkpoint: self.train_sunrise(gan, data, ctx, checkpoint),
+                data_only=True,  # one CycleGAN for every architecture and recipe: hours on a CPU
+                resumable=True,
             )
         else:
             spec = {"steps": self.style_steps, "batch": self.style_batch, "lr": self.style_lr,

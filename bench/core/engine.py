@@ -210,7 +210,26 @@ def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
     computation whose answer bf16's resolution would change, e.g. UNIT's bounds)."""
     now = _PRECISION.get()
     on = enabled and (now == "bf16" or (now == "auto" and device.type == "cuda"))
+    if on and device.type == "cpu" and not cpu_has_bf16():
+        warn_emulated_bf16()
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 itself (AVX-512 BF16 or AMX); elsewhere PyTorch emulates it."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+@functools.cache
+def warn_emulated_bf16() -> None:
+    """Once a process: bf16 on a CPU without it is many times slower than float32 (docs/running.md)."""
+    log.warning(
+        "precision=bf16 on a CPU without AVX-512 BF16 or AMX (%s): PyTorch emulates bf16 here, many times "
+        "slower than float32 (about 13x for a cpu_cifar training step, measured on an AVX2 AMD EPYC); "
+        "precision=fp32 runs at this CPU's full speed, as another cell (the precision is part of the "
+        "victim's id)",
+        torch.backends.cpu.get_cpu_capability(),
+    )
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,7 @@ class ModelCache:
         expected = checksum.read_text().strip() if checksum.exists() else None
         if expected != sha256_file(path):
             log.warning("cached model %s fails its checksum (corrupt or truncated); retraining", path)
-            for stale in (path, checksum, self._meta_path(key)):
-                stale.unlink(missing_ok=True)
+            self.discard(key)
             return None
         return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -82,6 +82,10 @@ class ModelCache:
         digest = sha256_file(path)
         atomic_write_bytes(self._checksum_path(key), lambda tmp: tmp.write_text(digest + "\n"))
         self._write_meta(key, payload)
+
+    def discard(self, key: str) -> None:
+        for path in (self.path(key), self._checksum_path(key), self._meta_path(key)):
+            path.unlink(missing_ok=True)
 
     def get_or_create(self, key: str, build: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
         """(payload, cache_hit). Holds the entry's lock while building so it is built once."""
@@ -93,3 +97,41 @@ class ModelCache:
             payload = build()
             self.save(key, payload)
             return payload, False
+
+
+class Checkpoint:
+    """The resumable state of one long training beside the entry it will become, so a run killed part-way
+    (a session's end, a SLURM time limit) goes on from its last save instead of from scratch. Saved at most
+    every ``every_s`` seconds; ``seconds`` is the training time of every earlier process plus this one's,
+    what the finished entry reports as its training time. Stored in the cache under a key of its own,
+    checksummed like an entry; removed once the entry is written."""
+
+    def __init__(self, cache: ModelCache, entry_key: str, every_s: float = 600.0) -> None:
+        self.cache, self.key, self.every_s = cache, cache_key({"checkpoint_of": entry_key}), every_s
+        self.earlier_s = 0.0
+        self.started = self.last_save = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return self.earlier_s + time.perf_counter() - self.started
+
+    def load(self) -> dict[str, Any] | None:
+        """The state of the last save, or None when the training has not saved yet; where a training
+        starts (its clock starts here)."""
+        self.started = self.last_save = time.perf_counter()
+        payload = self.cache.load(self.key)
+        if payload is None:
+            return None
+        self.earlier_s = float(payload["seconds"])
+        log.info("resuming a training from its checkpoint %s", self.cache.path(self.key))
+        return payload["state"]
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last_save >= self.every_s
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.cache.save(self.key, {"state": state, "seconds": self.seconds})
+        self.last_save = time.perf_counter()
+
+    def discard(self) -> None:
+        self.cache.discard(self.key)

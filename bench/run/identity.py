@@ -41,6 +41,7 @@ LATER_KEYS = {
 DATA_ACCESS_KEYS = ("root", "download")
 # What a trained model depends on besides its attack (or auxiliary spec): the row's clean model shares them.
 MODEL_KEYS = ("dataset", "model", "train", "seed", "precision")
+DATA_MODEL_KEYS = ("dataset", "seed")  # an auxiliary network that never sees a classifier
 # Every plug-in is hashed under its stable name (config group and option, ``attack/badnets``), never under
 # its module path, so moving or renaming its class changes no id. The plug-ins that existed when records
 # were first committed are hashed under the module path they had then (this one table, for those
@@ -168,6 +169,12 @@ def model_key(sem: dict[str, Any], **extra: Any) -> str:
     (the attack for victims; the name and spec of an auxiliary model)."""
     picked = {k: sem[k] for k in MODEL_KEYS if k in sem}
     return cache_key({**picked, **hashed_targets(extra)})
+
+
+def data_model_key(sem: dict[str, Any], **extra: Any) -> str:
+    """Cache key of a network trained on this cell's data alone (no classifier, no recipe), plus ``extra``:
+    one training shared by every architecture and recipe of the dataset and seed."""
+    return cache_key({k: sem[k] for k in DATA_MODEL_KEYS if k in sem} | hashed_targets(extra))
 
 
 def victim_key(sem: dict[str, Any], attack: dict[str, Any]) -> str:

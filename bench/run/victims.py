@@ -13,15 +13,15 @@ import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from bench.attacks import Attack, AttackContext, TrainNetwork
+from bench.attacks import Attack, AttackContext, ResumableTrain, TrainNetwork
 from bench.core.engine import fit, precision, prepare_model
 from bench.core.images import DataBundle, ImageSet, balanced_subset
 from bench.defenses import DefenderContext
 from bench.models import Normalized
-from bench.run.cache import cache_key
+from bench.run.cache import Checkpoint, cache_key
 from bench.run.cell import Cell
 from bench.run.host import compute_info, seed_everything
-from bench.run.identity import CLEAN, CLEAN_ATTACK, model_key, victim_key
+from bench.run.identity import CLEAN, CLEAN_ATTACK, data_model_key, model_key, victim_key
 from bench.run.metrics import TriggeredTestSet, evaluate
 
 StateDict = dict[str, torch.Tensor]
@@ -121,14 +121,33 @@ class CachedAuxiliaryModels:
         torch.manual_seed(self.cell.cfg.seed)
         return build_model(self.cell, self.data)
 
-    def network(self, name: str, spec: dict[str, Any], module: nn.Module, train: TrainNetwork) -> nn.Module:
+    def network(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        module: nn.Module,
+        train: TrainNetwork | ResumableTrain,
+        *,
+        data_only: bool = False,
+        resumable: bool = False,
+    ) -> nn.Module:
+        key = (data_model_key if data_only else model_key)(self.cell.sem, auxiliary=name, spec=spec)
+        checkpoint = Checkpoint(self.cell.cache, key) if resumable else None
+
         def build() -> dict[str, Any]:
             start = time.perf_counter()
-            facts = train(module, self.data.train) or {}
-            meta = {"train_s": round(time.perf_counter() - start, 3), **({"facts": facts} if facts else {})}
+            if checkpoint is not None:
+                facts = train(module, self.data.train, checkpoint) or {}  # type: ignore[call-arg]
+                train_s = checkpoint.seconds  # every process's share of a resumed training
+            else:
+                facts = train(module, self.data.train) or {}  # type: ignore[call-arg]
+                train_s = time.perf_counter() - start
+            meta = {"train_s": round(train_s, 3), **({"facts": facts} if facts else {})}
             return {"model": cpu_state(module), "meta": meta}
 
-        payload, _ = self.cell.cache.get_or_create(model_key(self.cell.sem, auxiliary=name, spec=spec), build)
+        payload, _ = self.cell.cache.get_or_create(key, build)
+        if checkpoint is not None:
+            checkpoint.discard()  # the entry exists now
         self.train_s[name] = payload["meta"]["train_s"]
         if payload["meta"].get("facts"):
             self.facts[name] = payload["meta"]["facts"]
