@@ -22,7 +22,7 @@ from bench.core.engine import precision
 from bench.core.images import to_float
 from bench.run.cell import Cell
 from bench.run.metrics import percent, predict
-from bench.run.victims import CachedAuxiliaryModels, load_or_train_victim
+from bench.run.victims import CachedAuxiliaryModels, trigger_of
 
 
 def main() -> None:
@@ -34,17 +34,17 @@ def main() -> None:
     args = p.parse_args()
     rows = []
     command = " ".join(["python scripts/trigger_content.py", *sys.argv[1:]])
-    print(f"`{command}`: the first {args.images} non-target test images, each attack's cached trigger.\n")
+    print(f"`{command}`: the first {args.images} non-target test images, each attack's trigger.\n")
     print("| attack | clean model ACC, clean images | clean model ACC, triggered | SSIM(clean, triggered) |")
     print("|---|---|---|---|")
     for attack in args.attacks:
         ctx = Cell.compose([*args.overrides, f"attack={attack}", "progress=false"])
-        victim = load_or_train_victim(ctx)  # restores the attack's trigger networks from the cache
-        clean_model = CachedAuxiliaryModels(ctx, victim.data).clean_classifier()
-        test = victim.data.test
-        keep = test.y != victim.attack.target
+        data, trigger = trigger_of(ctx)  # the victim's trigger; the victim itself only where it must be
+        clean_model = CachedAuxiliaryModels(ctx, data).clean_classifier()
+        test = data.test
+        keep = test.y != trigger.target
         x, y = test.x[keep][: args.images], test.y[keep][: args.images]
-        triggered = victim.attack.apply_uint8(x)
+        triggered = trigger.apply_uint8(x)
         device = ctx.device
         with precision(ctx.precision):  # as a cell evaluates
             on_clean = percent(predict(clean_model, x, device) == y)

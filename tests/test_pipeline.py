@@ -17,7 +17,7 @@ import pytest
 import torch
 from filelock import FileLock
 
-from bench.run import runner
+from bench.run import runner, victims
 from bench.run.cell import Cell
 from bench.run.identity import cell_id, semantic_config
 from bench.run.records import claim_path, read_records, record_path
@@ -334,3 +334,17 @@ def test_smoke_cell_per_attack(smoke_cfg, tmp_path: Path, name: str) -> None:
         assert record.attack_info["activation_after"] > record.attack_info["activation_before"]
     if name == "cl":
         assert record.attack_info["robust_acc_pgd"] <= record.attack_info["robust_acc_clean"]
+
+
+def test_a_trigger_is_read_without_its_victim_unless_it_learns_with_the_victim(smoke_cfg) -> None:
+    """scripts/trigger_content.py asks ``trigger_of``: BadNets' trigger comes from poisoning alone (no
+    victim trained) and equals the trained victim's; Dynamic's generator learns with the classifier, so
+    its victim is trained for it."""
+    cell = Cell.of(*smoke_cfg("attack=badnets"))
+    data, attack = victims.trigger_of(cell)
+    assert cell.cache.meta(cell.victim_key) is None  # no victim was trained
+    x = data.test.x[:16]
+    assert torch.equal(attack.apply_uint8(x), victims.load_or_train_victim(cell).attack.apply_uint8(x))
+    joint = Cell.of(*smoke_cfg("attack=dynamic"))
+    victims.trigger_of(joint)
+    assert joint.cache.meta(joint.victim_key) is not None

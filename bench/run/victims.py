@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from bench.attacks import Attack, AttackContext, ResumableTrain, TrainNetwork
+from bench.attacks._base import JointlyTrainedAttack
 from bench.core.engine import fit, precision, prepare_model
 from bench.core.images import DataBundle, ImageSet, balanced_subset
 from bench.defenses import DefenderContext
@@ -231,14 +232,20 @@ def evaluation_key(victim: str) -> str:
     return cache_key({"evaluated_victim": victim})
 
 
-def load_or_train_victim(cell: Cell) -> Victim:
-    """The cell's data and victim model: from the model cache, or trained (and cached) on a miss."""
+def data_and_attack(cell: Cell) -> tuple[DataBundle, Attack]:
+    """The cell's data and its attack, set up (its seeded trigger built) but not yet poisoning."""
     cfg = cell.cfg
     seed_everything(cfg.seed)
     data: DataBundle = instantiate(cfg.dataset, data_dir=cfg.data_dir).load()
     defender_indices(data.train, cfg)  # refused here, before a victim is trained for nothing
     attack: Attack = instantiate(cfg.attack, seed=cfg.seed)
     attack.setup(data)
+    return data, attack
+
+
+def load_or_train_victim(cell: Cell) -> Victim:
+    """The cell's data and victim model: from the model cache, or trained (and cached) on a miss."""
+    data, attack = data_and_attack(cell)
     with precision(cell.precision):  # also when a script, not a cell's run, asks for the victim
         payload, hit = cell.cache.get_or_create(
             cell.victim_key, lambda: train_victim(cell, data, attack).payload()
@@ -247,3 +254,19 @@ def load_or_train_victim(cell: Cell) -> Victim:
     attack.load_state_dict(entry.attack)
     attack.to(cell.device).eval()
     return Victim(cell, data, attack, load_model(cell, data, entry.model), entry, hit)
+
+
+def trigger_of(cell: Cell) -> tuple[DataBundle, Attack]:
+    """The cell's data and its attack with the victim's trigger, without training the victim where the
+    trigger does not learn with it: poisoning alone (its auxiliary networks from the cache) fixes the
+    trigger of every attack but those trained jointly with the classifier (Dynamic, IA), whose victim is
+    loaded or trained, as is any victim already in the cache."""
+    data, attack = data_and_attack(cell)
+    if isinstance(attack, JointlyTrainedAttack) or cell.cache.meta(cell.victim_key) is not None:
+        victim = load_or_train_victim(cell)
+        return victim.data, victim.attack
+    with precision(cell.precision):
+        attack.to(cell.device)
+        recipe, models = instantiate(cell.cfg.train), CachedAuxiliaryModels(cell, data)
+        attack.poison(data.train, AttackContext(cell.device, recipe, models, cell.cfg.progress))
+    return data, attack.eval()
