@@ -49,6 +49,7 @@ def test_smoke_cell_writes_full_record_and_reuses_model(smoke_cfg) -> None:
     compute = first.compute
     assert compute["threads"] == compute["victim"]["threads"] == torch.get_num_threads()
     assert compute["cpu"] and compute["victim"]["cpu"] == compute["cpu"]
+    assert compute["isa"] == torch.backends.cpu.get_cpu_capability() and isinstance(compute["cpu_bf16"], bool)
     stored = json.loads(record_path(cfg.results_dir, first.cell_id).read_text())
     assert stored == json.loads(json.dumps(first.to_dict(), default=str))  # the file holds what was returned
     assert (

@@ -43,6 +43,12 @@ def test_estimate_from_records_of_the_same_setting_on_this_machine() -> None:
     assert estimate_seconds(sem, names, True, records) == 1210.0  # + the victim's training
     other_cpu = [{**r, "compute": {**r["compute"], "threads": 999}} for r in records]
     assert estimate_seconds(sem, names, False, other_cpu) is None  # another machine's times say nothing
+    no_bf16 = not compute_info()["cpu_bf16"]
+    other_isa = [{**r, "compute": {**r["compute"], "cpu_bf16": no_bf16}} for r in records]
+    assert estimate_seconds(sem, names, False, other_isa) is None  # one name, another kind of core
+    older = [{**r, "compute": {k: v for k, v in r["compute"].items() if k not in ("isa", "cpu_bf16")}}
+             for r in records]  # fmt: skip
+    assert estimate_seconds(sem, names, False, older) == 210.0  # records before the keys: name and threads
     wider = semantic_config(*compose_cfg([*base, "attack=badnets", "defense=ft", "model_width=0.5"]))
     assert estimate_seconds(wider, names, False, records) is None  # another recipe: no estimate
     assert estimate_seconds(sem, {"attack": "sig", "defense": "ft"}, True, records) is None

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.core.engine import cpu_has_bf16
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -37,9 +39,12 @@ def cpu_name() -> str:
 
 def compute_info() -> dict[str, Any]:
     """What a result depends on beyond the config: the processor and thread count choose the kernels and
-    the order of float sums, so CPU runs reproduce bit for bit only when both match."""
+    the order of float sums, so CPU runs reproduce bit for bit only when both match. ``isa``, the vector
+    instructions PyTorch's kernels use, and ``cpu_bf16``, whether the CPU computes bf16 itself, tell two
+    processors of one name apart (an AVX2 and an AVX-512 BF16 "AMD EPYC" train bf16 12.8x apart)."""
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "gpu": gpu}
+    return {"cpu": cpu_name(), "isa": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_has_bf16(),
+            "threads": torch.get_num_threads(), "gpu": gpu}  # fmt: skip
 
 
 def git_sha() -> str:

@@ -26,6 +26,14 @@ def same_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in MODEL_KEYS if k != "seed")
 
 
+def same_machine(recorded: dict[str, Any], here: dict[str, Any]) -> bool:
+    """Same processor name and thread count, and the same vector instructions and bf16 support where the
+    record names them (records before those keys match on name and threads alone)."""
+    return all(recorded.get(k) == here[k] for k in ("cpu", "threads")) and all(
+        recorded.get(k) in (None, here[k]) for k in ("isa", "cpu_bf16")
+    )
+
+
 def estimate_seconds(
     sem: dict[str, Any], names: dict[str, str], train_victim: bool, records: Sequence[dict]
 ) -> float | None:
@@ -37,9 +45,7 @@ def estimate_seconds(
     mine = [
         (r, semantic_config(r["config"], {g: r[g] for g in GROUPS}))
         for r in records
-        if isinstance(r.get("config"), dict)
-        and {k: (r.get("compute") or {}).get(k) for k in ("cpu", "threads")}
-        == {k: here[k] for k in ("cpu", "threads")}
+        if isinstance(r.get("config"), dict) and same_machine(r.get("compute") or {}, here)
     ]
     alike = [(r, s) for r, s in mine if same_recipe(s, sem)]
     defense = [(r.get("defense_s") or 0.0) + (r.get("eval_s") or 0.0) for r, s in alike
