@@ -349,3 +349,7 @@ def test_a_trigger_is_read_without_its_victim_unless_it_learns_with_the_victim(s
     joint = Cell.of(*smoke_cfg("attack=dynamic"))
     victims.trigger_of(joint)
     assert joint.cache.meta(joint.victim_key) is not None
+    trojan = Cell.of(*smoke_cfg("attack=trojan", "attack.steps=3"))
+    with torch.no_grad():  # as the script calls it: Trojan's pattern is still optimised
+        _, attack = victims.trigger_of(trojan)
+    assert attack.info["steps"] == 3 and attack.info["activation_after"] != attack.info["activation_before"]

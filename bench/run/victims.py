@@ -265,7 +265,7 @@ def trigger_of(cell: Cell) -> tuple[DataBundle, Attack]:
     if isinstance(attack, JointlyTrainedAttack) or cell.cache.meta(cell.victim_key) is not None:
         victim = load_or_train_victim(cell)
         return victim.data, victim.attack
-    with precision(cell.precision):
+    with precision(cell.precision), torch.enable_grad():  # poisoning may optimise (Trojan's pattern)
         attack.to(cell.device)
         recipe, models = instantiate(cell.cfg.train), CachedAuxiliaryModels(cell, data)
         attack.poison(data.train, AttackContext(cell.device, recipe, models, cell.cfg.progress))
