@@ -32,14 +32,14 @@ from bench.core.engine import precision
 from bench.core.images import DataBundle, to_float
 from bench.run.cell import Cell
 from bench.run.metrics import percent, predict
-from bench.run.victims import CachedAuxiliaryModels
+from bench.run.victims import CachedAuxiliaryModels, data_and_attack
 
 
 class Snapshots:
     """A Checkpoint that also snapshots and scores the generator every ``every`` epochs."""
 
-    def __init__(self, checkpoint: Checkpoint, attack: DFST, every: int, score: Any) -> None:
-        self.checkpoint, self.attack, self.every, self.score = checkpoint, attack, every, score
+    def __init__(self, checkpoint: Checkpoint, every: int, score: Any) -> None:
+        self.checkpoint, self.every, self.score = checkpoint, every, score
         self.epoch = 0
 
     def load(self) -> dict[str, Any] | None:
@@ -61,16 +61,16 @@ class Snapshots:
 class ProbedModels(CachedAuxiliaryModels):
     """The cell's auxiliary models, with the DFST style training watched by Snapshots."""
 
-    def __init__(self, cell: Cell, data: DataBundle, attack: DFST, every: int, score: Any) -> None:
+    def __init__(self, cell: Cell, data: DataBundle, every: int, score: Any) -> None:
         super().__init__(cell, data)
-        self.attack, self.every, self.score = attack, every, score
+        self.every, self.score = every, score
 
     def network(self, name, spec, module, train, *, data_only=False, resumable=False):  # type: ignore[no-untyped-def]
         if not resumable:
             raise SystemExit(f"error: expected DFST's resumable style network, got {name}")
 
         def watched(gan: torch.nn.Module, data: Any, checkpoint: Checkpoint) -> Any:
-            return train(gan, data, Snapshots(checkpoint, self.attack, self.every, self.score))
+            return train(gan, data, Snapshots(checkpoint, self.every, self.score))
 
         return super().network(name, spec, module, watched, data_only=data_only, resumable=True)
 
@@ -89,9 +89,8 @@ def main() -> None:
     p.add_argument("--score", action="store_true", help="score every snapshot with the cell's clean model")
     args = p.parse_args()
     cell = Cell.compose([*args.overrides, "attack=dfst", "attack.style=sunrise", "progress=false"])
-    data: DataBundle = instantiate(cell.cfg.dataset, data_dir=cell.cfg.data_dir).load()
-    attack: DFST = instantiate(cell.cfg.attack, seed=cell.cfg.seed)
-    attack.setup(data)
+    data, attack = data_and_attack(cell)
+    assert isinstance(attack, DFST)
     x, y = test_images(data, attack.target, args.images)
     folder = args.out / "snapshots"
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,7 +103,7 @@ def main() -> None:
 
     if not args.score:
         recipe = instantiate(cell.cfg.train)
-        models = ProbedModels(cell, data, attack, args.every, snapshot)
+        models = ProbedModels(cell, data, args.every, snapshot)
         attack.poison(data.train, AttackContext(cell.device, recipe, models, progress=False))
         snapshot(attack.style_steps)
         return

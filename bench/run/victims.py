@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from bench.attacks import Attack, AttackContext, ResumableTrain, TrainNetwork
@@ -261,10 +261,11 @@ def trigger_of(cell: Cell) -> tuple[DataBundle, Attack]:
     trigger does not learn with it: poisoning alone (its auxiliary networks from the cache) fixes the
     trigger of every attack but those trained jointly with the classifier (Dynamic, IA), whose victim is
     loaded or trained, as is any victim already in the cache."""
-    data, attack = data_and_attack(cell)
-    if isinstance(attack, JointlyTrainedAttack) or cell.cache.meta(cell.victim_key) is not None:
+    joint = issubclass(get_class(cell.cfg.attack._target_), JointlyTrainedAttack)
+    if joint or cell.cache.meta(cell.victim_key) is not None:
         victim = load_or_train_victim(cell)
         return victim.data, victim.attack
+    data, attack = data_and_attack(cell)
     with precision(cell.precision), torch.enable_grad():  # poisoning may optimise (Trojan's pattern)
         attack.to(cell.device)
         recipe, models = instantiate(cell.cfg.train), CachedAuxiliaryModels(cell, data)
