@@ -34,49 +34,49 @@ from bench.run.metrics import percent, predict
 from bench.run.victims import CachedAuxiliaryModels, load_or_train_victim
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("overrides", nargs="*")
-    p.add_argument("--alphas", type=float, nargs="*", default=[])
-    args = p.parse_args()
-    cell = Cell.compose([*args.overrides, "defense=none", "progress=false"])
+def uptake(cell: Cell, alphas: list[float]) -> dict[str, object]:
+    """The victim's fit of its poisoned and cover images and, for a blend attack, its ASR per alpha."""
+    if alphas and "test_alpha" not in cell.cfg.attack:
+        raise SystemExit(
+            f"--alphas needs a blend attack (one with test_alpha), not {cell.cfg.attack._target_}"
+        )
     victim = load_or_train_victim(cell)
-    attack, data, device = victim.attack, victim.data, cell.device
-    clean = data.train
+    attack, data, device, model = victim.attack, victim.data, cell.device, victim.model
+    clean, target = data.train, attack.target
     with precision(cell.precision), torch.enable_grad():
         ctx = AttackContext(device, instantiate(cell.cfg.train), CachedAuxiliaryModels(cell, data), False)
         poisoned = attack.poison(clean, ctx)
     changed = (poisoned.x != clean.x).flatten(1).any(1)
     relabelled = poisoned.y != clean.y
     cover = changed & ~relabelled
-    if not relabelled.any() and not cover.any():
-        sys.exit(
-            f"{cell.cfg.attack._target_} left the stored training set unchanged (it poisons in the batch)"
+    if not changed.any():
+        raise SystemExit(
+            f"{cell.cfg.attack._target_} left the stored training set unchanged (it poisons in batches)"
         )
-    row: dict[str, object] = {
-        "victim": cell.victim_key,
-        "poisoned": int(relabelled.sum()),
-        "cover": int(cover.sum()),
-    }
+    row: dict[str, object] = {"victim": cell.victim_key, "poisoned": int(relabelled.sum()),
+                              "cover": int(cover.sum())}  # fmt: skip
     with precision(cell.precision):
         if relabelled.any():
-            row["poison_fit"] = percent(
-                predict(victim.model, poisoned.x[relabelled], device) == attack.target
-            )
+            row["poison_fit"] = percent(predict(model, poisoned.x[relabelled], device) == target)
         if cover.any():
-            row["cover_fit"] = percent(predict(victim.model, poisoned.x[cover], device) == clean.y[cover])
-        if args.alphas:
-            if not hasattr(attack, "test_alpha"):
-                sys.exit("--alphas needs a blend attack (one with test_alpha)")
-            test = data.test
-            x = test.x[test.y != attack.target]
+            row["cover_fit"] = percent(predict(model, poisoned.x[cover], device) == clean.y[cover])
+        if alphas:
+            x, own = data.test.x[data.test.y != target], attack.test_alpha
             asr = {}
-            for alpha in args.alphas:
+            for alpha in alphas:
                 attack.test_alpha = alpha
-                asr[str(alpha)] = percent(
-                    predict(victim.model, attack.apply_uint8(x), device) == attack.target
-                )
+                asr[str(alpha)] = percent(predict(model, attack.apply_uint8(x), device) == target)
+            attack.test_alpha = own
             row["asr_by_alpha"] = asr
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--alphas", type=float, nargs="*", default=[])
+    args = p.parse_args()
+    row = uptake(Cell.compose([*args.overrides, "defense=none", "progress=false"]), args.alphas)
     row["command"] = " ".join(["python scripts/backdoor_uptake.py", *sys.argv[1:]])
     row["compute"] = compute_info()
     print(json.dumps(row))
