@@ -20,18 +20,15 @@ recomputed with the attack's seeds, so it is the one the victim trained on.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 
-import torch
-from hydra.utils import instantiate
-
-from bench.attacks import AttackContext
 from bench.core.engine import precision
 from bench.run.cell import Cell
 from bench.run.host import compute_info
 from bench.run.metrics import percent, predict
-from bench.run.victims import CachedAuxiliaryModels, load_or_train_victim
+from bench.run.victims import load_or_train_victim, poison_training_set
 
 
 def uptake(cell: Cell, alphas: list[float]) -> dict[str, object]:
@@ -43,9 +40,7 @@ def uptake(cell: Cell, alphas: list[float]) -> dict[str, object]:
     victim = load_or_train_victim(cell)
     attack, data, device, model = victim.attack, victim.data, cell.device, victim.model
     clean, target = data.train, attack.target
-    with precision(cell.precision), torch.enable_grad():
-        ctx = AttackContext(device, instantiate(cell.cfg.train), CachedAuxiliaryModels(cell, data), False)
-        poisoned = attack.poison(clean, ctx)
+    poisoned = poison_training_set(cell, data, attack)
     changed = (poisoned.x != clean.x).flatten(1).any(1)
     relabelled = poisoned.y != clean.y
     cover = changed & ~relabelled
@@ -61,12 +56,11 @@ def uptake(cell: Cell, alphas: list[float]) -> dict[str, object]:
         if cover.any():
             row["cover_fit"] = percent(predict(model, poisoned.x[cover], device) == clean.y[cover])
         if alphas:
-            x, own = data.test.x[data.test.y != target], attack.test_alpha
+            x, probe = data.test.x[data.test.y != target], copy.deepcopy(attack)
             asr = {}
             for alpha in alphas:
-                attack.test_alpha = alpha
-                asr[str(alpha)] = percent(predict(model, attack.apply_uint8(x), device) == target)
-            attack.test_alpha = own
+                probe.test_alpha = alpha
+                asr[str(alpha)] = percent(predict(model, probe.apply_uint8(x), device) == target)
             row["asr_by_alpha"] = asr
     return row
 

@@ -22,7 +22,6 @@ def test_uptake_counts_the_attacks_poison_and_reads_the_victims_asr_at_its_own_a
     assert row["poisoned"] == victim.entry.meta.attack_info["poisoned"]
     assert row["cover"] == victim.entry.meta.attack_info["cover"]
     assert row["asr_by_alpha"]["0.2"] == victim.evaluation().metrics["asr"]
-    assert victim.attack.test_alpha == 0.2  # the sweep over alphas leaves the attack as it was
     assert 0.0 <= row["poison_fit"] <= 100.0 and 0.0 <= row["cover_fit"] <= 100.0
 
 

@@ -266,8 +266,14 @@ def trigger_of(cell: Cell) -> tuple[DataBundle, Attack]:
         victim = load_or_train_victim(cell)
         return victim.data, victim.attack
     data, attack = data_and_attack(cell)
-    with precision(cell.precision), torch.enable_grad():  # poisoning may optimise (Trojan's pattern)
-        attack.to(cell.device)
-        recipe, models = instantiate(cell.cfg.train), CachedAuxiliaryModels(cell, data)
-        attack.poison(data.train, AttackContext(cell.device, recipe, models, cell.cfg.progress))
+    attack.to(cell.device)
+    poison_training_set(cell, data, attack)
     return data, attack.eval()
+
+
+def poison_training_set(cell: Cell, data: DataBundle, attack: Attack) -> ImageSet:
+    """The training set as ``attack`` poisons it for ``cell`` (its auxiliary networks from the cache),
+    with gradients on whatever the caller's mode: poisoning may optimise (Trojan's pattern)."""
+    with precision(cell.precision), torch.enable_grad():
+        recipe, models = instantiate(cell.cfg.train), CachedAuxiliaryModels(cell, data)
+        return attack.poison(data.train, AttackContext(cell.device, recipe, models, cell.cfg.progress))
