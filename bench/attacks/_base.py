@@ -16,6 +16,7 @@ Life cycle, driven by ``bench.run.victims``:
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from typing import Any, Literal, Protocol
 import torch
 import torch.nn as nn
 
-from bench.core.engine import Recipe, TrainingHooks
+from bench.core.engine import Checkpoint, Recipe, TrainingHooks
 from bench.core.errors import ConfigError
 from bench.core.images import DataBundle, ImageSet, quantize, to_float
 from bench.core.schema import Fraction
@@ -33,21 +34,6 @@ from bench.core.schema import Fraction
 # Trains an auxiliary network in place on the clean training set; may return facts about the training
 # worth recording (e.g. LIRA's stage-1 ASR), cached with the network and kept in every victim record.
 TrainNetwork = Callable[[nn.Module, ImageSet], dict[str, Any] | None]
-
-
-class Checkpoint(Protocol):
-    """Where a long auxiliary training keeps its state so a killed run resumes (``resumable=True``)."""
-
-    def load(self) -> dict[str, Any] | None:
-        """The state last saved, or None on a fresh start."""
-        ...
-
-    def due(self) -> bool:
-        """Whether enough time has passed since the last save to save again."""
-        ...
-
-    def save(self, state: dict[str, Any]) -> None: ...
-
 
 # A TrainNetwork that saves its progress to a Checkpoint and starts from it when one was saved: the same
 # answer as one uninterrupted run (the state holds every random generator it draws from).
@@ -147,6 +133,31 @@ class Attack(nn.Module, TrainingHooks):
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement apply(x)")
 
+    def training_state(self) -> dict[str, Any]:
+        """Everything victim training changes in the attack, found by type so no attack lists it: its
+        weights and buffers, the random generators and optimisers its hooks hold, its scalar attributes
+        (flags such as DFST's injector_ready) and ``info``."""
+        state: dict[str, Any] = {"module": self.state_dict(), "info": copy.deepcopy(self.info),
+                                 "generators": {}, "optimizers": {}, "scalars": {}}  # fmt: skip
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Generator):
+                state["generators"][name] = value.get_state()
+            elif isinstance(value, torch.optim.Optimizer):
+                state["optimizers"][name] = value.state_dict()
+            elif isinstance(value, bool | int | float | str):
+                state["scalars"][name] = value
+        return state
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state["module"])
+        self.info = state["info"]
+        for name, value in state["scalars"].items():
+            setattr(self, name, value)
+        for name, saved in state["generators"].items():
+            setattr(self, name, torch.Generator().set_state(saved))
+        for name, saved in state["optimizers"].items():
+            getattr(self, name).load_state_dict(saved)
+
     @torch.no_grad()
     def apply_uint8(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """The trigger on stored uint8 images, returned as uint8 (what a poisoned file holds)."""
@@ -172,6 +183,11 @@ class JointlyTrainedAttack(Attack):
         if self.optimizer is None:
             self.optimizer = self.make_optimizer()
         return self.optimizer
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        if "optimizer" in state["optimizers"]:
+            self.joint_optimizer()  # created on the first batch: the resumed run has not seen one yet
+        super().load_training_state(state)
 
     def after_step(self) -> None:
         if self.optimizer is not None:

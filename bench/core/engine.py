@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
 
 import torch
 import torch.nn as nn
@@ -61,6 +61,33 @@ class TrainingHooks:
 
     def after_epoch(self, model: nn.Module, epoch: int) -> None:
         """Called after each epoch (0-based), with the model in train mode."""
+
+    def training_state(self) -> dict[str, Any]:
+        """What training has changed in the hooks (weights, random generators, optimisers), saved with a
+        resumable training's checkpoint; stateless hooks have none."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``training_state`` saved, so a resumed training goes on exactly."""
+
+
+class Checkpoint(Protocol):
+    """Where a long training keeps its state so a killed run resumes (``bench.run.cache.Checkpoint``)."""
+
+    def load(self) -> dict[str, Any] | None:
+        """The state last saved, or None on a fresh start."""
+        ...
+
+    def due(self) -> bool:
+        """Whether enough time has passed since the last save to save again."""
+        ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    @property
+    def seconds(self) -> float:
+        """Training seconds of every process so far, this one's included."""
+        ...
 
 
 Schedule = Literal["cosine", "step", "constant", "cyclic"]
@@ -284,6 +311,7 @@ def fit(
     progress: bool = True,
     loss_fn: Loss | None = None,
     until: Callable[[nn.Module], bool] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place; returns seconds, images/s, the last epoch's mean loss, the epochs run and
     every epoch's mean loss and training accuracy (``loss_per_epoch``, ``acc_per_epoch``: the curves the
@@ -294,7 +322,9 @@ def fit(
     ``perturb`` (adversarial training) replaces the augmented batch just before the step; ``loss_fn`` replaces
     cross-entropy with the recipe's label smoothing (distillation, unlearning objectives); ``until`` (a
     stopping rule, e.g. SEAM's accuracy targets) is asked after every epoch, with the model in eval mode,
-    and ends training early when it says so.
+    and ends training early when it says so. ``checkpoint``: the training saves its whole state there at
+    the end of an epoch when a save is due, and a training that finds a save goes on from it to the answer
+    of an uninterrupted run (``seconds`` then counts every process's training time).
     """
     if loss_fn is None:
         smoothing = recipe.label_smoothing
@@ -313,11 +343,23 @@ def fit(
     bar = progress_bar(total=recipe.epochs * steps_per_epoch, desc=desc, enabled=progress)
     hooks = hooks or TrainingHooks()
     epochs_run, history, accuracy = 0, [], []
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["schedule"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        hooks.load_training_state(saved["hooks"])
+        epochs_run, history, accuracy = saved["epochs"], saved["loss_per_epoch"], saved["acc_per_epoch"]
+        seen = saved["seen"]
+        bar.update(epochs_run * steps_per_epoch)
+    seen_before = seen  # images of earlier processes (a resumed training): not this process's speed
     outputs: list[torch.Tensor] = []  # the model's output on the batch (its top-level call), for accuracy
     handle = model.register_forward_hook(
         lambda m, i, out: outputs.append(out.detach()) if isinstance(out, torch.Tensor) else None
     )
-    for epoch in range(recipe.epochs):
+    for epoch in range(epochs_run, recipe.epochs):
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
         for i in range(0, n, recipe.batch_size):
@@ -350,16 +392,22 @@ def fit(
         bar.set_postfix(loss=f"{history[-1]:.3f}")
         if bar.logged:  # no bar on a terminal (a SLURM, nohup or CI log): one line per epoch
             log.info("%s epoch %d/%d: loss %.4f, %.0f images/s", desc, epoch + 1, recipe.epochs,
-                     history[-1], seen / (time.perf_counter() - start))  # fmt: skip
+                     history[-1], (seen - seen_before) / (time.perf_counter() - start))  # fmt: skip
         hooks.after_epoch(model, epoch)
         epochs_run = epoch + 1
         if until is not None and until(model.eval()):
             break
         model.train()
+        if checkpoint is not None and epochs_run < recipe.epochs and checkpoint.due():
+            checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "schedule": sched.state_dict(), "generator": gen.get_state(),
+                             "torch_rng": torch.get_rng_state(), "hooks": hooks.training_state(),
+                             "epochs": epochs_run, "loss_per_epoch": history, "acc_per_epoch": accuracy,
+                             "seen": seen})  # fmt: skip
     bar.close()
     handle.remove()
     model.eval()
-    seconds = time.perf_counter() - start
+    seconds = checkpoint.seconds if checkpoint is not None else time.perf_counter() - start
     return {
         "seconds": seconds,
         "images_per_s": seen / max(seconds, 1e-9),

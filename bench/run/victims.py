@@ -108,12 +108,9 @@ class CachedAuxiliaryModels:
         self.facts: dict[str, dict[str, Any]] = {}
 
     def clean_classifier(self) -> nn.Module:
-        def train() -> dict[str, Any]:
-            clean: Attack = instantiate(CLEAN_ATTACK, seed=self.cell.cfg.seed)
-            clean.setup(self.data)
-            return train_victim(self.cell, self.data, clean).payload()
-
-        payload, _ = self.cell.cache.get_or_create(victim_key(self.cell.sem, CLEAN), train)
+        clean: Attack = instantiate(CLEAN_ATTACK, seed=self.cell.cfg.seed)
+        clean.setup(self.data)
+        payload, _ = cached_victim(self.cell, victim_key(self.cell.sem, CLEAN), self.data, clean)
         entry = VictimEntry.from_payload(payload)
         self.train_s["clean_classifier"] = entry.meta.train_s + entry.meta.aux_train_s
         return load_model(self.cell, self.data, entry.model).eval()
@@ -159,9 +156,24 @@ class CachedAuxiliaryModels:
         return prepare_model(self.network(name, spec, self.new_classifier(), train), self.cell.device)
 
 
-def train_victim(cell: Cell, data: DataBundle, attack: Attack) -> VictimEntry:
-    """Poison (training any auxiliary network the attack needs) and train the model from scratch, at the
-    cell's precision whoever asks (a cell's run, or a script for a network the cache misses)."""
+def cached_victim(cell: Cell, key: str, data: DataBundle, attack: Attack) -> tuple[dict[str, Any], bool]:
+    """(payload, cache_hit) of the victim cached under ``key``, trained on a miss; the training saves a
+    checkpoint beside the entry every ten minutes, so a killed run (a session's end, a SLURM time limit)
+    goes on from there the next time and gives the uninterrupted run's victim."""
+    checkpoint = Checkpoint(cell.cache, key)
+    payload, hit = cell.cache.get_or_create(
+        key, lambda: train_victim(cell, data, attack, checkpoint).payload()
+    )
+    checkpoint.discard()  # the entry exists now
+    return payload, hit
+
+
+def train_victim(
+    cell: Cell, data: DataBundle, attack: Attack, checkpoint: Checkpoint | None = None
+) -> VictimEntry:
+    """Poison (training any auxiliary network the attack needs) and train the model from scratch (or
+    from ``checkpoint``), at the cell's precision whoever asks (a cell's run, or a script for a network
+    the cache misses)."""
     with precision(cell.precision):
         cfg, device = cell.cfg, cell.device
         recipe = instantiate(cfg.train)
@@ -172,10 +184,9 @@ def train_victim(cell: Cell, data: DataBundle, attack: Attack) -> VictimEntry:
         aux_s = time.perf_counter() - start
         torch.manual_seed(cfg.seed)
         model = build_model(cell, data)
-        start = time.perf_counter()
-        stats = fit(model, poisoned, recipe, device, hooks=attack,
-                    seed=cfg.seed, desc="victim", progress=cfg.progress)  # fmt: skip
-        train_s = time.perf_counter() - start
+        stats = fit(model, poisoned, recipe, device, hooks=attack, seed=cfg.seed, desc="victim",
+                    progress=cfg.progress, checkpoint=checkpoint)  # fmt: skip
+        train_s = stats["seconds"]
         acc = evaluate(model, data.test, None, attack.target, device, cfg.eval_batch_size)["acc"]
         aux = {"aux_networks_train_s": models.train_s, "aux_networks_facts": models.facts}
         info = {**attack.info, **{k: v for k, v in aux.items() if v}}
@@ -247,9 +258,7 @@ def load_or_train_victim(cell: Cell) -> Victim:
     """The cell's data and victim model: from the model cache, or trained (and cached) on a miss."""
     data, attack = data_and_attack(cell)
     with precision(cell.precision):  # also when a script, not a cell's run, asks for the victim
-        payload, hit = cell.cache.get_or_create(
-            cell.victim_key, lambda: train_victim(cell, data, attack).payload()
-        )
+        payload, hit = cached_victim(cell, cell.victim_key, data, attack)
     entry = VictimEntry.from_payload(payload)
     attack.load_state_dict(entry.attack)
     attack.to(cell.device).eval()
