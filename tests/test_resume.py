@@ -38,7 +38,27 @@ class KilledAfterSave(Checkpoint):
             raise KeyboardInterrupt
 
 
+class TurnsOnAfterAnEpoch(Attack):
+    """A flag set by ``after_epoch`` that changes the batches after it (as DFST's ``injector_ready``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = False
+
+    def batch_hook(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x.flip(-1), y) if self.ready else (x, y)
+
+    def after_epoch(self, model: nn.Module, epoch: int) -> None:
+        self.ready = True
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 ATTACKS = {
+    "flag": TurnsOnAfterAnEpoch,
     "badnets_in_batch": lambda: BadNets(poisoning="in_batch"),  # a batch generator made on the first batch
     "wanet": lambda: WaNet(),  # a noise generator
     "dynamic": lambda: Dynamic(),  # a trigger network and its Adam, trained with the classifier
@@ -67,7 +87,7 @@ def same_state(a: Any, b: Any) -> bool:
 
 
 @pytest.mark.parametrize(("name", "schedule"), [("badnets_in_batch", "step"), ("wanet", "cosine"),
-                                                ("dynamic", "cosine")])  # fmt: skip
+                                                ("dynamic", "cosine"), ("flag", "cosine")])  # fmt: skip
 def test_a_killed_victim_training_resumes_to_the_uninterrupted_victim(
     tmp_path: Path, name: str, schedule: str
 ) -> None:

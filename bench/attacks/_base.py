@@ -144,7 +144,7 @@ class Attack(nn.Module, TrainingHooks):
                 state["generators"][name] = value.get_state()
             elif isinstance(value, torch.optim.Optimizer):
                 state["optimizers"][name] = value.state_dict()
-            elif isinstance(value, bool | int | float | str):
+            elif isinstance(value, bool | int | float):  # not paths: a resumed run may read files elsewhere
                 state["scalars"][name] = value
         return state
 
