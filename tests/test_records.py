@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 import json
+from types import SimpleNamespace
 
 import pytest
 from omegaconf import OmegaConf
 
+from bench.run import host
 from bench.run.identity import LATER_KEYS, cell_id, plugin_identity, semantic_config, victim_key
 from tests.conftest import REPO, compose_cfg
 
@@ -110,3 +112,17 @@ def test_pretrained_weights_are_hashed_by_content(tmp_path) -> None:
     first.write_bytes(b"weights two, fine-tuned elsewhere")
     assert cid(first) != same
     assert cid(tmp_path / "missing.pth") not in (same, cid(first))
+
+
+def test_a_record_names_the_commit_its_process_started_on(monkeypatch) -> None:
+    """A commit made while a victim trains for an hour is not the code that trained it: the revision is
+    read once per process."""
+    commits = iter(["aaa\n", "bbb\n"])  # what `git rev-parse HEAD` says at the first and second call
+    monkeypatch.setattr(
+        host.subprocess, "run", lambda *a, **k: SimpleNamespace(returncode=0, stdout=next(commits))
+    )
+    host.git_sha.cache_clear()
+    try:
+        assert host.git_sha() == "aaa" and host.git_sha() == "aaa"
+    finally:
+        host.git_sha.cache_clear()

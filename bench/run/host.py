@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import random
 import subprocess
@@ -47,7 +48,10 @@ def compute_info() -> dict[str, Any]:
             "threads": torch.get_num_threads(), "gpu": gpu}  # fmt: skip
 
 
+@functools.cache
 def git_sha() -> str:
+    """The commit of the code this process runs: read once, at a run's start (``write_environment``), so a
+    record written after a long training names the code that trained it, not a commit made meanwhile."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
                              text=True, timeout=5)  # fmt: skip

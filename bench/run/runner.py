@@ -74,6 +74,7 @@ def run_cell(cell: Cell) -> Record | None:
             log.info("record exists, cell skipped (overwrite=true redoes it): %s", path)
             return read_record(path)
         logger = build_logger(cell.cfg.get("logger"))
+        git_sha()  # read now (cached): the record names the code that ran, whatever is committed meanwhile
         log.info("cell %s started; its record will be %s", cell.id, path)
         with precision(cell.precision):  # the victim's training and everything the cell does after it
             record = CellRun(cell).run()
