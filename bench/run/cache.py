@@ -98,6 +98,16 @@ class ModelCache:
             self.save(key, payload)
             return payload, False
 
+    def get_or_create_resumable(
+        self, key: str, build: Callable[[Checkpoint], dict[str, Any]]
+    ) -> tuple[dict[str, Any], bool]:
+        """``get_or_create`` for a long training: ``build`` gets the Checkpoint kept beside the entry (it
+        resumes from there when an earlier process saved one), which is removed once the entry exists."""
+        checkpoint = Checkpoint(self, key)
+        payload, hit = self.get_or_create(key, lambda: build(checkpoint))
+        checkpoint.discard()
+        return payload, hit
+
 
 class Checkpoint:
     """The resumable state of one long training beside the entry it will become, so a run killed part-way

@@ -130,9 +130,8 @@ class CachedAuxiliaryModels:
         resumable: bool = False,
     ) -> nn.Module:
         key = (data_model_key if data_only else model_key)(self.cell.sem, auxiliary=name, spec=spec)
-        checkpoint = Checkpoint(self.cell.cache, key) if resumable else None
 
-        def build() -> dict[str, Any]:
+        def build(checkpoint: Checkpoint | None = None) -> dict[str, Any]:
             start = time.perf_counter()
             if checkpoint is not None:
                 facts = train(module, self.data.train, checkpoint) or {}  # type: ignore[call-arg]
@@ -143,9 +142,10 @@ class CachedAuxiliaryModels:
             meta = {"train_s": round(train_s, 3), **({"facts": facts} if facts else {})}
             return {"model": cpu_state(module), "meta": meta}
 
-        payload, _ = self.cell.cache.get_or_create(key, build)
-        if checkpoint is not None:
-            checkpoint.discard()  # the entry exists now
+        cache = self.cell.cache
+        payload, _ = (
+            cache.get_or_create_resumable(key, build) if resumable else cache.get_or_create(key, build)
+        )
         self.train_s[name] = payload["meta"]["train_s"]
         if payload["meta"].get("facts"):
             self.facts[name] = payload["meta"]["facts"]
@@ -160,17 +160,12 @@ def cached_victim(cell: Cell, key: str, data: DataBundle, attack: Attack) -> tup
     """(payload, cache_hit) of the victim cached under ``key``, trained on a miss; the training saves a
     checkpoint beside the entry every ten minutes, so a killed run (a session's end, a SLURM time limit)
     goes on from there the next time and gives the uninterrupted run's victim."""
-    checkpoint = Checkpoint(cell.cache, key)
-    payload, hit = cell.cache.get_or_create(
-        key, lambda: train_victim(cell, data, attack, checkpoint).payload()
+    return cell.cache.get_or_create_resumable(
+        key, lambda checkpoint: train_victim(cell, data, attack, checkpoint).payload()
     )
-    checkpoint.discard()  # the entry exists now
-    return payload, hit
 
 
-def train_victim(
-    cell: Cell, data: DataBundle, attack: Attack, checkpoint: Checkpoint | None = None
-) -> VictimEntry:
+def train_victim(cell: Cell, data: DataBundle, attack: Attack, checkpoint: Checkpoint) -> VictimEntry:
     """Poison (training any auxiliary network the attack needs) and train the model from scratch (or
     from ``checkpoint``), at the cell's precision whoever asks (a cell's run, or a script for a network
     the cache misses)."""
