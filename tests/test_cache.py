@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
+import bench.core.files as files
 from bench.run.cache import Checkpoint, ModelCache, cache_key
 from bench.run.cell import Cell
 from bench.run.victims import CachedAuxiliaryModels
@@ -32,6 +33,18 @@ def test_built_once(tmp_path: Path) -> None:
     second, hit2 = cache.get_or_create("k", build)
     assert (hit1, hit2) == (False, True) and len(calls) == 1
     assert torch.equal(second["w"], torch.ones(3))
+
+
+def test_save_renames_the_checksum_then_the_file_with_nothing_between(tmp_path: Path, monkeypatch) -> None:
+    """A save killed between its two renames is the only way to a mismatched pair (which load discards):
+    the file is hashed before either rename, so nothing slow stands between them."""
+    cache, events = ModelCache(tmp_path), []
+    real_replace, real_hash = files.os.replace, files.sha256_file
+    monkeypatch.setattr(files.os, "replace", lambda a, b: (events.append(Path(b).name), real_replace(a, b)))
+    monkeypatch.setattr("bench.run.cache.sha256_file", lambda f: (events.append("hash"), real_hash(f))[1])
+    cache.save("k", {"w": torch.arange(10.0)})
+    assert events[:3] == ["hash", "k.sha256", "k.pt"]
+    assert cache.load("k") is not None
 
 
 def test_truncated_entry_is_rebuilt_with_warning(tmp_path: Path, caplog) -> None:

@@ -77,10 +77,16 @@ class ModelCache:
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def save(self, key: str, payload: dict[str, Any]) -> None:
-        path = self.path(key)
-        atomic_write_bytes(path, lambda tmp: torch.save(payload, tmp))
-        digest = sha256_file(path)
-        atomic_write_bytes(self._checksum_path(key), lambda tmp: tmp.write_text(digest + "\n"))
+        # The file is hashed before it is renamed into place and the checksum is renamed just before it:
+        # a process killed between the two (a session's end, a SLURM limit) leaves a mismatched pair, which
+        # load() discards, so that window is two renames long, not a hash of the file (a discarded
+        # checkpoint is hours of a DFST style or a victim).
+        def write(tmp: Path) -> None:
+            torch.save(payload, tmp)
+            digest = sha256_file(tmp)
+            atomic_write_bytes(self._checksum_path(key), lambda t: t.write_text(digest + "\n"))
+
+        atomic_write_bytes(self.path(key), write)
         self._write_meta(key, payload)
 
     def discard(self, key: str) -> None:
