@@ -50,8 +50,9 @@ def compute_info() -> dict[str, Any]:
 
 @functools.cache
 def git_sha() -> str:
-    """The commit of the code this process runs: read once, at a run's start (``write_environment``), so a
-    record written after a long training names the code that trained it, not a commit made meanwhile."""
+    """The commit of the code this process runs: read once, at a run's start (the entry's
+    ``write_environment``, or ``run_cell`` for a caller that skips the entry), so a record written after a
+    long training names the code that trained it, not a commit made meanwhile."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
                              text=True, timeout=5)  # fmt: skip
