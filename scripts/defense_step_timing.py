@@ -3,11 +3,14 @@
 mask-learning iteration (batch 128: noise ascent, then the mask step), one step of Neural Cleanse's ten
 per-class searches side by side (batch 32 each) and one step of BNA's 90 per-pair searches side by side
 (batch 64 each). Each runs the defense's own code for ``--steps`` iterations after one untimed warm-up
-iteration. One JSON line per measurement, with the processor and thread count; multiply by a working
-length (ANP 2,000 iterations, BNA 500 steps, NC its recorded ``search_steps``) for a run's search time.
-Run it alone on the machine:
+iteration. NC and BNA are timed both ways ``--searches`` names: ``batched`` (the defense's path: every
+search in one batched pass per step) and ``one_by_one`` (the same searches run in turn, each alone: the
+path before issue 41's vectorisation), so one run measures what the batching saves. One JSON line per
+measurement, with the processor and thread count; multiply by a working length (ANP 2,000 iterations, BNA
+500 steps, NC its recorded ``search_steps``) for a run's search time. Run it alone on the machine:
 
     OMP_NUM_THREADS=1 python scripts/defense_step_timing.py --attack badnets --steps 20 --gradients fp32 bf16
+    python scripts/defense_step_timing.py --experiment cpu_cifar_study --gradients fp32 -- precision=fp32
     python scripts/defense_step_timing.py --defenses nc -- cache_dir=/elsewhere/.cache/models
 """
 
@@ -23,12 +26,14 @@ import torch.nn as nn
 from hydra.utils import instantiate
 
 from bench.defenses._base import DefenderContext, on_device, split_train_val
+from bench.defenses._reverse import TriggerSearch
 from bench.defenses.anp import BatchNormPerturbation
 from bench.run.cell import Cell
 from bench.run.host import compute_info
 from bench.run.victims import load_or_train_victim
 
 DEFENSES = ("anp", "nc", "bna")
+SEARCHES = ("batched", "one_by_one")
 
 
 def timed(run: Callable[[int], object], steps: int) -> float:
@@ -39,11 +44,23 @@ def timed(run: Callable[[int], object], steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def iteration(defense: str, gradient: str, model: nn.Module, ctx: DefenderContext) -> Callable[[int], object]:
+def run_in_turn(search: TriggerSearch) -> None:
+    """Make ``search.run_many`` run its searches one after another, each alone (the per-search path)."""
+    batched = search.run_many
+
+    def run_many(model, pools, targets, gens, progress, desc="trigger search"):  # noqa: ANN001, ANN202
+        each = zip(pools, targets, gens, strict=True)
+        return [batched(model, [pool], [t], [gen], progress, desc)[0] for pool, t, gen in each]
+
+    search.run_many = run_many
+
+
+def iteration(defense: str, gradient: str, searches: str, experiment: str, model: nn.Module,
+              ctx: DefenderContext) -> Callable[[int], object]:  # fmt: skip
     """``run(k)``: k iterations of ``defense``'s search, through the method its ``repair`` calls, on the
     data it gives it (ANP: the training split; NC and BNA: all the defender's images)."""
-    cfg = Cell.compose(["experiment=cpu_cifar", f"defense={defense}", f"defense.gradient={gradient}"]).cfg
-    spec = instantiate(cfg.defense)
+    overrides = [f"experiment={experiment}", f"defense={defense}", f"defense.gradient={gradient}"]
+    spec = instantiate(Cell.compose(overrides).cfg.defense)
     if defense == "anp":
         x, y = on_device(split_train_val(ctx.data, spec.val_ratio, ctx.seed)[0], ctx.device)
 
@@ -55,6 +72,8 @@ def iteration(defense: str, gradient: str, model: nn.Module, ctx: DefenderContex
 
         return anp
     x, y = on_device(ctx.data, ctx.device)
+    if searches == "one_by_one":
+        run_in_turn(spec.search)
 
     def search(k: int) -> None:
         spec.search.steps = k
@@ -70,21 +89,27 @@ def iteration(defense: str, gradient: str, model: nn.Module, ctx: DefenderContex
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--attack", default="badnets")
+    p.add_argument("--experiment", default="cpu_cifar", help="the victim's and the defenses' experiment")
     p.add_argument("--steps", type=int, default=20, help="iterations timed per variant")
     p.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=DEFENSES)
     p.add_argument("--gradients", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--searches", nargs="+", default=list(SEARCHES), choices=SEARCHES,
+                   help="NC's and BNA's searches batched (the defense's path) or one by one")  # fmt: skip
     p.add_argument("overrides", nargs="*", help="Hydra overrides of the victim's cell, e.g. cache_dir=PATH")
     args = p.parse_args()
-    cell = Cell.compose(["experiment=cpu_cifar", f"attack={args.attack}", *args.overrides])
+    cell = Cell.compose([f"experiment={args.experiment}", f"attack={args.attack}", *args.overrides])
     victim = load_or_train_victim(cell)
     ctx = dataclasses.replace(victim.defender_context(), progress=False)
     model = victim.model.eval().requires_grad_(False)
     base = {"attack": args.attack, **compute_info()}
     for defense in args.defenses:
         for gradient in args.gradients:
-            t = timed(iteration(defense, gradient, model, ctx), args.steps)
-            print(json.dumps({**base, "defense": defense, "gradient": gradient, "steps": args.steps,
-                              "seconds_per_iteration": round(t, 4)}), flush=True)  # fmt: skip
+            for searches in args.searches if defense != "anp" else ["batched"]:
+                run = iteration(defense, gradient, searches, args.experiment, model, ctx)
+                t = timed(run, args.steps)
+                what = {"defense": defense, "gradient": gradient, "searches": searches, "steps": args.steps}
+                line = {**base, "experiment": args.experiment, **what, "seconds_per_iteration": round(t, 4)}
+                print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,15 @@ takes exactly the steps it takes alone: its own batches, optimiser, cost schedul
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
 from bench.core.images import to_float
 from bench.defenses import _reverse
 from bench.defenses._reverse import TriggerSearch
-from tests.conftest import toy_data, trained_toy_model
+from tests.conftest import REPO, toy_data, trained_toy_model
 
 
 def test_searches_side_by_side_equal_each_search_alone(monkeypatch) -> None:
@@ -52,3 +54,27 @@ def test_bf16_gradient_runs_the_model_in_bf16_and_keeps_the_trigger_float32() ->
     assert set(seen[:5]) == {torch.float32} and set(seen[5:]) == {torch.bfloat16}
     assert not torch.equal(moved["bf16"], moved["fp32"])
     assert torch.nn.functional.cosine_similarity(moved["bf16"], moved["fp32"], dim=0) > 0.9
+
+
+def test_timing_scripts_one_by_one_path_runs_each_search_alone_to_the_same_answer() -> None:
+    """scripts/defense_step_timing.py times NC and BNA with their searches in turn against batched: the
+    in-turn path makes one forward pass per search and step, and ends where the batched one does."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from defense_step_timing import run_in_turn
+
+    model = trained_toy_model().eval().requires_grad_(False)
+    passes: list[int] = []
+    model.register_forward_hook(lambda _m, inputs, _out: passes.append(len(inputs[0])))
+    x = to_float(toy_data(64, seed=1).x)
+    results = {}
+    for path in ("batched", "one_by_one"):
+        search = TriggerSearch(steps=4, batch_size=16, lr=0.1, init_cost=1e-3, asr_threshold=0.9, patience=2,
+                               epoch_steps=None)  # fmt: skip
+        if path == "one_by_one":
+            run_in_turn(search)
+        passes.clear()
+        gens = [torch.Generator().manual_seed(7 + i) for i in range(3)]
+        results[path] = search.run_many(model, [x, x[:40], x[20:]], [1, 2, 3], gens, progress=False)
+        assert passes == ([48] * 4 if path == "batched" else [16] * 12)
+    for a, b in zip(results["batched"], results["one_by_one"], strict=True):
+        assert a["l1"] == pytest.approx(b["l1"], rel=1e-4) and torch.allclose(a["mask"], b["mask"], atol=1e-4)
