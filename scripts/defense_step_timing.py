@@ -3,9 +3,9 @@
 mask-learning iteration (batch 128: noise ascent, then the mask step), one step of Neural Cleanse's ten
 per-class searches side by side (batch 32 each) and one step of BNA's 90 per-pair searches side by side
 (batch 64 each). Each runs the defense's own code for ``--steps`` iterations after one untimed warm-up
-iteration. NC and BNA are timed both ways ``--searches`` names: ``batched`` (the defense's path: every
-search in one batched pass per step) and ``one_by_one`` (the same searches run in turn, each alone: the
-path before issue 41's vectorisation), so one run measures what the batching saves. One JSON line per
+iteration. NC and BNA are timed both ways ``--searches`` names, through ``defense.images_per_pass``:
+``batched`` (512 images a pass, the default off the CPU) and ``one_by_one`` (one search a pass, the
+default on the CPU), so one run measures what the batching saves. One JSON line per
 measurement, with the processor and thread count; multiply by a working length (ANP 2,000 iterations, BNA
 500 steps, NC its recorded ``search_steps``) for a run's search time. Run it alone on the machine:
 
@@ -26,7 +26,7 @@ import torch.nn as nn
 from hydra.utils import instantiate
 
 from bench.defenses._base import DefenderContext, on_device, split_train_val
-from bench.defenses._reverse import TriggerSearch
+from bench.defenses._reverse import ACCELERATOR_IMAGES_PER_PASS
 from bench.defenses.anp import BatchNormPerturbation
 from bench.run.cell import Cell
 from bench.run.host import compute_info
@@ -42,17 +42,6 @@ def timed(run: Callable[[int], object], steps: int) -> float:
     start = time.perf_counter()
     run(steps)
     return (time.perf_counter() - start) / steps
-
-
-def run_in_turn(search: TriggerSearch) -> None:
-    """Make ``search.run_many`` run its searches one after another, each alone (the per-search path)."""
-    batched = search.run_many
-
-    def run_many(model, pools, targets, gens, progress, desc="trigger search"):  # noqa: ANN001, ANN202
-        each = zip(pools, targets, gens, strict=True)
-        return [batched(model, [pool], [t], [gen], progress, desc)[0] for pool, t, gen in each]
-
-    search.run_many = run_many
 
 
 def iteration(defense: str, gradient: str, searches: str, experiment: str, model: nn.Module,
@@ -72,8 +61,9 @@ def iteration(defense: str, gradient: str, searches: str, experiment: str, model
 
         return anp
     x, y = on_device(ctx.data, ctx.device)
-    if searches == "one_by_one":
-        run_in_turn(spec.search)
+    # batched: the accelerator's grouping (512 images a pass); one_by_one: one search a pass, the CPU's
+    batched = searches == "batched"
+    spec.search.images_per_pass = ACCELERATOR_IMAGES_PER_PASS if batched else spec.search.batch_size
 
     def search(k: int) -> None:
         spec.search.steps = k

@@ -148,3 +148,15 @@ def test_attack_parity_switches_every_attack_to_the_authors_triggers_and_injecti
         assert semantic_config(before, names) == semantic_config(
             compose_cfg([f"attack={attack}", "attack_parity=false"])[0], names
         )
+
+
+def test_search_pass_size_is_not_part_of_a_cells_identity() -> None:
+    """``defense.images_per_pass`` groups NC's and BNA's searches into passes without changing any (see
+    tests/test_reverse.py), so a cell run at another pass size is the same cell, like ``eval_batch_size``."""
+    for defense in ("nc", "bna"):
+        default, names = compose_cfg([f"defense={defense}"])
+        other, _ = compose_cfg([f"defense={defense}", "defense.images_per_pass=64"])
+        assert default.defense.images_per_pass is None and other.defense.images_per_pass == 64
+        assert semantic_config(default, names) == semantic_config(other, names)
+    steps, names = compose_cfg(["defense=nc", "defense.steps=7"])
+    assert semantic_config(steps, names) != semantic_config(compose_cfg(["defense=nc"])[0], names)

@@ -3,24 +3,21 @@ takes exactly the steps it takes alone: its own batches, optimiser, cost schedul
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 
 from bench.core.images import to_float
-from bench.defenses import _reverse
 from bench.defenses._reverse import TriggerSearch
-from tests.conftest import REPO, toy_data, trained_toy_model
+from tests.conftest import toy_data, trained_toy_model
 
 
-def test_searches_side_by_side_equal_each_search_alone(monkeypatch) -> None:
+def test_searches_side_by_side_equal_each_search_alone() -> None:
     model = trained_toy_model().eval().requires_grad_(False)
     x = to_float(toy_data(200, seed=1).x)
     pools = [x, x[:120], x[60:]]  # pools of different sizes: each search its own epoch length
     search = TriggerSearch(steps=240, batch_size=16, lr=0.1, init_cost=1e-3, asr_threshold=0.9, patience=2,
-                           epoch_steps=None, early_stop_patience=3)  # fmt: skip
-    monkeypatch.setattr(_reverse, "IMAGES_PER_PASS", 32)  # two searches per pass: the split is exercised
+                           epoch_steps=None, early_stop_patience=3, images_per_pass=32)  # fmt: skip
+    # two searches a pass: the split is exercised
 
     def gens() -> list[torch.Generator]:
         return [torch.Generator().manual_seed(50 + i) for i in range(3)]
@@ -56,25 +53,23 @@ def test_bf16_gradient_runs_the_model_in_bf16_and_keeps_the_trigger_float32() ->
     assert torch.nn.functional.cosine_similarity(moved["bf16"], moved["fp32"], dim=0) > 0.9
 
 
-def test_timing_scripts_one_by_one_path_runs_each_search_alone_to_the_same_answer() -> None:
-    """scripts/defense_step_timing.py times NC and BNA with their searches in turn against batched: the
-    in-turn path makes one forward pass per search and step, and ends where the batched one does."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    from defense_step_timing import run_in_turn
-
+def test_pass_size_groups_the_searches_into_passes_without_changing_them() -> None:
+    """``images_per_pass``: None makes one pass per search on the CPU (measured the faster there), a size
+    groups as many searches as fit; every grouping ends each search where the others do."""
     model = trained_toy_model().eval().requires_grad_(False)
     passes: list[int] = []
     model.register_forward_hook(lambda _m, inputs, _out: passes.append(len(inputs[0])))
     x = to_float(toy_data(64, seed=1).x)
     results = {}
-    for path in ("batched", "one_by_one"):
+    for size, expected in ((None, [16] * 12), (48, [48] * 4), (32, [32, 16] * 4), (1, [16] * 12)):
         search = TriggerSearch(steps=4, batch_size=16, lr=0.1, init_cost=1e-3, asr_threshold=0.9, patience=2,
-                               epoch_steps=None)  # fmt: skip
-        if path == "one_by_one":
-            run_in_turn(search)
+                               epoch_steps=None, images_per_pass=size)  # fmt: skip
         passes.clear()
         gens = [torch.Generator().manual_seed(7 + i) for i in range(3)]
-        results[path] = search.run_many(model, [x, x[:40], x[20:]], [1, 2, 3], gens, progress=False)
-        assert passes == ([48] * 4 if path == "batched" else [16] * 12)
-    for a, b in zip(results["batched"], results["one_by_one"], strict=True):
-        assert a["l1"] == pytest.approx(b["l1"], rel=1e-4) and torch.allclose(a["mask"], b["mask"], atol=1e-4)
+        results[size] = search.run_many(model, [x, x[:40], x[20:]], [1, 2, 3], gens, progress=False)
+        assert passes == expected
+    for size in (48, 32, 1):
+        for a, b in zip(results[None], results[size], strict=True):
+            assert a["l1"] == pytest.approx(b["l1"], rel=1e-4)
+            assert torch.allclose(a["mask"], b["mask"], atol=1e-4)
+    assert TriggerSearch(1, 16, 0.1, 1e-3, 0.9, 2).searches_per_pass(torch.device("cuda")) == 32

@@ -16,7 +16,10 @@ from bench.core.images import stamp
 from bench.defenses._base import Gradient, gradient_autocast
 
 MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of the std under normality
-IMAGES_PER_PASS = 512  # images in one batched forward pass of several searches (bounds the activations)
+# Images in one batched forward pass of several searches off the CPU (bounds the activations). On the CPU
+# each search gets its own pass: batching saved nothing on one thread (NC 0.826 vs 0.825 s a step) and cost
+# BNA 27% more (17.8 vs 14.0 s; results/parity/timing/README.md).
+ACCELERATOR_IMAGES_PER_PASS = 512
 
 
 def search_generators(seed: int, n: int) -> list[torch.Generator]:
@@ -41,14 +44,18 @@ class TriggerSearch:
     An epoch is ``epoch_steps`` batches (the original: 1000 samples in batches of 32, 31 batches; None: one
     pass over the images). The smallest successful mask is kept; the search stops after ``steps`` batches,
     or early once the cost has moved both ways and the best mask has not shrunk for
-    ``early_stop_patience`` epochs (None: never). ``gradient=bf16`` (a speed option; the original is
-    float32) runs the model's forward and backward under bf16 autocast; the stamped images, the mask and
-    pattern and their Adam stay float32."""
+    ``early_stop_patience`` epochs (None: never). ``images_per_pass`` bounds one forward pass of
+    ``run_many`` (None: one search a pass on the CPU, ``ACCELERATOR_IMAGES_PER_PASS`` elsewhere); it
+    changes how the searches are grouped, never what each computes. ``gradient=bf16`` (a speed option;
+    the original is float32) runs the model's forward and backward under bf16 autocast; the stamped
+    images, the mask and pattern and their Adam stay float32."""
 
     def __init__(self, steps: int, batch_size: int, lr: float, init_cost: float, asr_threshold: float,
                  patience: int, epoch_steps: int | None = None, early_stop_patience: int | None = None,
-                 cost_from_zero: bool = True, gradient: Gradient = "fp32") -> None:  # fmt: skip
+                 cost_from_zero: bool = True, gradient: Gradient = "fp32",
+                 images_per_pass: int | None = None) -> None:  # fmt: skip
         self.steps, self.batch_size, self.lr, self.gradient = steps, batch_size, lr, gradient
+        self.images_per_pass = images_per_pass
         self.cost_from_zero = cost_from_zero
         self.init_cost, self.asr_threshold, self.patience = init_cost, asr_threshold, patience
         self.epoch_steps, self.early_stop_patience = epoch_steps, early_stop_patience
@@ -71,7 +78,7 @@ class TriggerSearch:
         epochs = [self.epoch_steps or max(1, math.ceil(len(pool) / self.batch_size)) for pool in pools]
         active = list(range(len(searches)))
         step = 0
-        per_pass = max(1, IMAGES_PER_PASS // self.batch_size)  # searches per pass (BNA runs 90 at once)
+        per_pass = self.searches_per_pass(device)
         for step in progress_bar(range(1, self.steps + 1), desc=desc, enabled=progress):
             for first in range(0, len(active), per_pass):
                 part = active[first : first + per_pass]
@@ -84,6 +91,11 @@ class TriggerSearch:
             if not active:
                 break
         return [search.result() for search in searches]
+
+    def searches_per_pass(self, device: torch.device) -> int:
+        """How many searches share one forward pass: ``images_per_pass`` // batch size, at least one."""
+        default = self.batch_size if device.type == "cpu" else ACCELERATOR_IMAGES_PER_PASS
+        return max(1, (self.images_per_pass or default) // self.batch_size)
 
     def forward_backward(
         self, model: nn.Module, searches: list[Search], pools: list[torch.Tensor], device: torch.device

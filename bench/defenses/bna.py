@@ -147,6 +147,7 @@ class BNA(Defense):
         epochs: PositiveInt = 10,
         fit_batch_size: PositiveInt = 128,
         gradient: Gradient = "fp32",
+        images_per_pass: PositiveInt | None = None,
     ) -> None:
         # BNA's paper does not give the search's schedule: the cost starts at init_cost, as it has here
         # since BNA was added (Neural Cleanse's code starts it at 0)
@@ -159,6 +160,7 @@ class BNA(Defense):
             patience,
             cost_from_zero=False,
             gradient=gradient,
+            images_per_pass=images_per_pass,
         )
         self.anomaly_threshold, self.kind, self.bin_width, self.tau = (
             anomaly_threshold,

@@ -42,6 +42,7 @@ class NeuralCleanse(Defense):
         anomaly_threshold: float = 2.0,
         unlearn_ratio: Fraction = 0.2,
         gradient: Gradient = "fp32",
+        images_per_pass: PositiveInt | None = None,
     ) -> None:
         self.recipe = recipe
         self.search = TriggerSearch(
@@ -54,6 +55,7 @@ class NeuralCleanse(Defense):
             epoch_steps,
             early_stop_patience,
             gradient=gradient,
+            images_per_pass=images_per_pass,
         )
         self.anomaly_threshold, self.unlearn_ratio = anomaly_threshold, unlearn_ratio
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.run.identity import RUN_ONLY_KEYS
+from bench.run.identity import RUN_ONLY_DEFENSE_KEYS, RUN_ONLY_KEYS
 from bench.run.records import AT_CHANCE, COLLAPSE_DROP, NO_BACKDOOR
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -150,7 +150,8 @@ def ci95_half_width(values: pd.Series) -> float:
 def differing_config_keys(frame: pd.DataFrame, keys: list[str]) -> list[str]:
     """The config keys (``config.`` columns, without the prefix) whose values differ within a cell; keys
     that cannot change a result (paths, logging, device) do not count."""
-    run_only = tuple(f"config.{k}" for k in RUN_ONLY_KEYS)
+    run_only = (*(f"config.{k}" for k in RUN_ONLY_KEYS),
+                *(f"config.defense.{k}" for k in RUN_ONLY_DEFENSE_KEYS))  # fmt: skip
     columns = [c for c in frame.columns if c.startswith("config.") and not c.startswith(run_only)]
     text = frame[columns].astype(str).join(frame[keys])
     differ = [c for c in columns if (text.groupby(keys)[c].nunique() > 1).any()]

@@ -28,6 +28,8 @@ RUN_ONLY_KEYS = (
     "results_dir", "cache_dir", "data_dir", "logger", "device", "progress", "eval_batch_size", "overwrite",
     "dry_run", "output_root",
 )  # fmt: skip
+# Plug-in settings of the same kind: how a defense groups its work, never what it computes.
+RUN_ONLY_DEFENSE_KEYS = ("images_per_pass",)
 # Keys whose value reaches the hash through the keys that read them (model_width: every model.width;
 # attack_parity: the attack keys written ${parity:...}).
 DERIVED_KEYS = ("model_width", "attack_parity")
@@ -142,6 +144,7 @@ def semantic_config(cfg: DictConfig | dict[str, Any], names: dict[str, str]) -> 
         if key in node and node[key] == default:
             del node[key]
     out["dataset"] = {k: v for k, v in out["dataset"].items() if k not in DATA_ACCESS_KEYS}
+    out["defense"] = {k: v for k, v in out["defense"].items() if k not in RUN_ONLY_DEFENSE_KEYS}
     if out["model"].get("pretrained"):
         out["model"]["pretrained"] = weights_identity(str(out["model"]["pretrained"]))
     return hashed_targets(out)
