@@ -1,4 +1,4 @@
-"""The trigger searches of Neural Cleanse and BNA run side by side in one batched pass per step, and each
+"""The trigger searches of Neural Cleanse and BNA are stepped together, in passes of any size, and each
 takes exactly the steps it takes alone: its own batches, optimiser, cost schedule and early stop."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ def test_searches_side_by_side_equal_each_search_alone() -> None:
     model = trained_toy_model().eval().requires_grad_(False)
     x = to_float(toy_data(200, seed=1).x)
     pools = [x, x[:120], x[60:]]  # pools of different sizes: each search its own epoch length
+    # images_per_pass=32: two searches a pass, so the split is exercised
     search = TriggerSearch(steps=240, batch_size=16, lr=0.1, init_cost=1e-3, asr_threshold=0.9, patience=2,
                            epoch_steps=None, early_stop_patience=3, images_per_pass=32)  # fmt: skip
-    # two searches a pass: the split is exercised
 
     def gens() -> list[torch.Generator]:
         return [torch.Generator().manual_seed(50 + i) for i in range(3)]

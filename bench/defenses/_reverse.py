@@ -68,10 +68,11 @@ class TriggerSearch:
     def run_many(self, model: nn.Module, pools: list[torch.Tensor], targets: list[int],
                  gens: list[torch.Generator], progress: bool, desc: str = "trigger search",
                  ) -> list[dict[str, Any]]:  # fmt: skip
-        """Several independent searches in one batched forward pass per step: search k draws its batches
-        from ``pools[k]`` with ``gens[k]`` and has its own mask, pattern, Adam, cost schedule, best trigger
-        and early stop (a stopped search drops out of the batch). The model is in eval mode, so an image's
-        output does not depend on the others' in the batch: each search takes the steps it takes alone."""
+        """Several independent searches stepped together, ``searches_per_pass`` to a forward pass (on the
+        CPU by default one each): search k draws its batches from ``pools[k]`` with ``gens[k]`` and has its
+        own mask, pattern, Adam, cost schedule, best trigger and early stop (a stopped search drops out of
+        the batch). The model is in eval mode, so an image's output does not depend on the others' in the
+        batch: each search takes the steps it takes alone."""
         device = pools[0].device
         _, c, h, w = pools[0].shape
         searches = [Search(t, g, (c, h, w), device, self) for t, g in zip(targets, gens, strict=True)]

@@ -177,7 +177,7 @@ class BNA(Defense):
         model.eval().requires_grad_(False)
         pairs = [(s, t) for t in range(ctx.num_classes) for s in range(ctx.num_classes) if s != t]
         gens = search_generators(ctx.seed, len(pairs))
-        pools = [x[y == s] for s, _ in pairs]  # every pair's search side by side, one batched pass per step
+        pools = [x[y == s] for s, _ in pairs]  # every pair's search stepped together (images_per_pass)
         found = self.search.run_many(model, pools, [t for _, t in pairs], gens, ctx.progress, "bna pairs")
         triggers = dict(zip(pairs, found, strict=True))
         model.requires_grad_(True)

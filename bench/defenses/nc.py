@@ -3,8 +3,8 @@
 Detection: for every class c, reverse-engineer the smallest trigger (mask m, pattern p; x' = (1-m)x + m p)
 that sends the defender's images to c, with the original code's search and cost schedule (cost from 0 to
 ``init_cost`` once the trigger succeeds, then x2 / /2^1.5; see ``defenses._reverse.TriggerSearch``).
-The ten searches run side by side, one batched forward pass per step (each its own batches, optimiser,
-schedule and stop: the steps each would take alone).
+The ten searches are stepped together, grouped into forward passes by ``images_per_pass`` (each its own
+batches, optimiser, schedule and stop: the steps each would take alone).
 The best (smallest-L1) successful mask of each class is kept. A class is flagged when its mask L1 is
 below the median and its anomaly index (|L1 - median| / (1.4826 * MAD)) exceeds ``anomaly_threshold``.
 Mitigation: unlearning. ``unlearn_ratio`` of the defender data is stamped with the flagged classes'
@@ -74,8 +74,8 @@ class NeuralCleanse(Defense):
     def reverse_triggers(
         self, model: nn.Module, x: torch.Tensor, ctx: DefenderContext
     ) -> list[dict[str, Any]]:
-        """Each class's smallest trigger on the images ``x``: one search per class, all in one batched pass
-        per step (the model frozen in eval mode)."""
+        """Each class's smallest trigger on the images ``x``: one search per class, stepped together
+        (grouped into passes by ``images_per_pass``; the model frozen in eval mode)."""
         classes = list(range(ctx.num_classes))
         gens = search_generators(ctx.seed, len(classes))
         return self.search.run_many(model, [x] * len(classes), classes, gens, ctx.progress, "nc")
