@@ -130,7 +130,7 @@ class StubModels:
         self.requests.append("clean")
         return tiny_model()
 
-    def classifier(self, name: str, spec: dict[str, Any], train: Any) -> nn.Module:
+    def classifier(self, name: str, spec: dict[str, Any], train: Any, **options: bool) -> nn.Module:
         self.requests.append(name)
         return tiny_model()
 

@@ -12,10 +12,13 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 
 from bench.attacks import Attack
+from bench.attacks._adversarial import FGSMRandomStart
 from bench.attacks.badnets import BadNets
+from bench.attacks.combat import COMBAT, GeneratorStep
 from bench.attacks.dynamic import Dynamic
+from bench.attacks.lira import LIRA, TriggerStep
 from bench.attacks.wanet import WaNet
-from bench.core.engine import Recipe, fit
+from bench.core.engine import Perturb, Recipe, TrainingHooks, fit
 from bench.run import victims
 from bench.run.cache import Checkpoint, ModelCache
 from bench.run.cell import Cell
@@ -145,3 +148,41 @@ def test_a_killed_victim_is_trained_on_from_its_checkpoint_and_the_checkpoint_re
     payload, hit = run()
     assert not hit and starts == [-1, 3] and len(payload["meta"]["loss_per_epoch"]) == 3
     assert [p.stem for p in tmp_path.glob("*.pt")] == ["victim"]  # the entry; its checkpoint is gone
+
+
+def auxiliary_stage(name: str) -> tuple[TrainingHooks, Perturb | None, nn.Module | None]:
+    """A fresh process's objects for an attack's auxiliary training (hours on a CPU, so resumable): the
+    hooks, the batch perturbation, and the network trained beside the classifier (None: the classifier
+    is the network)."""
+    data = bundle(100)
+    if name == "cl_fgsm_rs":  # CL's robust model: adversarial training from random starts
+        return TrainingHooks(), FGSMRandomStart(8 / 255, 10 / 255, seed=0), None
+    if name == "lira_stage1":  # LIRA: the trigger network and its Adam, a step before each classifier step
+        lira = LIRA(lr=1e-3)
+        lira.setup(data)
+        return TriggerStep(lira, lira.trigger.train(), lira.lr), None, lira.trigger
+    combat = COMBAT(width=8, depth=2)  # COMBAT: the generator, its SGD, schedule and random draws
+    combat.setup(data)
+    combat.trigger.train()
+    return GeneratorStep(combat, tiny_model(), Recipe(**RECIPE), pc=1.0), None, combat.trigger
+
+
+@pytest.mark.parametrize("name", ["cl_fgsm_rs", "lira_stage1", "combat_stage1"])
+def test_a_killed_auxiliary_training_resumes_to_the_uninterrupted_networks(tmp_path: Path, name: str) -> None:
+    def run(checkpoint: Checkpoint | None) -> tuple[nn.Module, nn.Module | None, dict[str, Any]]:
+        hooks, perturb, network = auxiliary_stage(name)
+        model = tiny_model().train()
+        stats = fit(model, bundle(100).train, Recipe(**RECIPE), CPU, hooks=hooks, perturb=perturb,
+                    progress=False, checkpoint=checkpoint)  # fmt: skip
+        return model, network, stats
+
+    whole_model, whole_network, whole = run(None)
+    with pytest.raises(KeyboardInterrupt):
+        run(KilledAfterSave(ModelCache(tmp_path), kill_after=1))
+    resumed_checkpoint = KilledAfterSave(ModelCache(tmp_path), kill_after=None)
+    model, network, resumed = run(resumed_checkpoint)
+    assert resumed_checkpoint.earlier_s > 0
+    assert same_state(whole_model.state_dict(), model.state_dict())
+    if network is not None:
+        assert same_state(whole_network.state_dict(), network.state_dict())  # type: ignore[union-attr]
+    assert resumed["loss_per_epoch"] == whole["loss_per_epoch"]

@@ -4,6 +4,8 @@ need a (robust) model and by defenses that search for perturbations."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -33,6 +35,12 @@ class FGSMRandomStart:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         start = (torch.rand(x.shape, generator=self.gen).to(x.device) * 2 - 1) * self.eps
         return x + fgsm_step(model, x, y, start, self.step, self.eps)
+
+    def training_state(self) -> dict[str, Any]:
+        return {"generator": self.gen.get_state()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["generator"])
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: float, steps: int,

@@ -70,9 +70,17 @@ class AuxiliaryModels(Protocol):
         the cache on a hit."""
         ...
 
-    def classifier(self, name: str, spec: dict[str, Any], train: TrainNetwork) -> nn.Module:
+    def classifier(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        train: TrainNetwork | ResumableTrain,
+        *,
+        resumable: bool = False,
+    ) -> nn.Module:
         """A fresh classifier of the cell's architecture, trained by ``train(model, clean_train_set)``
-        on a cache miss; cached under (the cell's data, model, recipe and seed, ``name``, ``spec``)."""
+        on a cache miss; cached under (the cell's data, model, recipe and seed, ``name``, ``spec``).
+        ``resumable`` as for ``network``."""
         ...
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from bench.attacks._adversarial import FGSMRandomStart, pgd
-from bench.attacks._base import AttackContext, PoisoningAttack, need_context
+from bench.attacks._base import AttackContext, Checkpoint, PoisoningAttack, need_context
 from bench.core.engine import fit
 from bench.core.images import ImageSet, quantize, stamp, to_float
 from bench.core.schema import Fraction, PixelLevel, Positive, PositiveInt
@@ -55,11 +55,13 @@ class LabelConsistent(PoisoningAttack):
     def robust_model(self, ctx: AttackContext) -> nn.Module:
         eps = self.robust_eps / 255
 
-        def train(model: nn.Module, data: ImageSet) -> None:
+        def train(model: nn.Module, data: ImageSet, checkpoint: Checkpoint) -> None:
             fit(model, data, ctx.recipe, ctx.device, perturb=FGSMRandomStart(eps, 1.25 * eps, self.seed),
-                seed=self.seed, desc="robust model (FGSM-RS)", progress=ctx.progress)  # fmt: skip
+                seed=self.seed, desc="robust model (FGSM-RS)", progress=ctx.progress,
+                checkpoint=checkpoint)  # fmt: skip
 
-        return ctx.models.classifier("fgsm_rs", {"eps": self.robust_eps, "step": 1.25}, train)
+        spec = {"eps": self.robust_eps, "step": 1.25}
+        return ctx.models.classifier("fgsm_rs", spec, train, resumable=True)  # hours on a CPU
 
     def poisoned_images(self, x: torch.Tensor, ctx: AttackContext | None) -> torch.Tensor:
         ctx = need_context(self, ctx)

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.attacks._base import AttackContext, PoisoningAttack, need_context
+from bench.attacks._base import AttackContext, Checkpoint, PoisoningAttack, need_context
 from bench.attacks._generator import UNet, step_own
 from bench.core.engine import Recipe, TrainingHooks, augment, fit
 from bench.core.images import ImageSet, to_float
@@ -112,6 +113,16 @@ class GeneratorStep(TrainingHooks):
     def after_epoch(self, model: nn.Module, epoch: int) -> None:
         self.schedule.step()
 
+    def training_state(self) -> dict[str, Any]:
+        return {"generator": self.attack.trigger.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "random": self.gen.get_state()}  # fmt: skip
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.attack.trigger.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.gen.set_state(state["random"])
+
 
 class COMBAT(PoisoningAttack):
     clean_label = True
@@ -159,14 +170,15 @@ class COMBAT(PoisoningAttack):
         targets = int((train.y == self.target).sum())
         pc = min(1.0, self.poison_rate * len(train.y) / max(targets, 1))  # share of the target class
 
-        def stage1(trigger: nn.Module, data: ImageSet) -> dict[str, float]:
+        def stage1(trigger: nn.Module, data: ImageSet, checkpoint: Checkpoint) -> dict[str, float]:
             recipe = dataclasses.replace(ctx.recipe, epochs=self.stage1_epochs)
             clean = ctx.models.clean_classifier().eval().requires_grad_(False)
             surrogate = ctx.models.new_classifier()
             trigger.to(ctx.device).train()
             hooks = GeneratorStep(self, clean, recipe, pc)
             fit(surrogate, data, recipe, ctx.device, hooks=hooks, seed=self.seed,
-                desc="combat stage 1 (G + surrogate)", progress=ctx.progress)  # fmt: skip
+                desc="combat stage 1 (G + surrogate)", progress=ctx.progress,
+                checkpoint=checkpoint)  # fmt: skip
             trigger.eval()
             others = data.y != self.target
             x, y = data.x[others][:1000], data.y[others][:1000]
@@ -175,7 +187,7 @@ class COMBAT(PoisoningAttack):
         spec = {"noise_rate": self.noise_rate, "ratio": self.ratio, "l2_weight": self.l2_weight,
                 "clean_weight": self.clean_weight, "lr": self.lr, "epochs": self.stage1_epochs,
                 "pc": round(pc, 6), "width": self.width, "depth": self.depth}  # fmt: skip
-        ctx.models.network("combat_generator", spec, self.trigger, stage1)
+        ctx.models.network("combat_generator", spec, self.trigger, stage1, resumable=True)  # hours on a CPU
         self.trigger.requires_grad_(False).eval()
         return super().poison(train, ctx)
 

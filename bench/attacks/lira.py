@@ -16,12 +16,13 @@ that T learnt one.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.attacks._base import Attack, AttackContext, need_context
+from bench.attacks._base import Attack, AttackContext, Checkpoint, need_context
 from bench.attacks._generator import UNet, step_own
 from bench.core.engine import TrainingHooks, fit
 from bench.core.images import ImageSet, to_float
@@ -52,6 +53,13 @@ class TriggerStep(TrainingHooks):
             triggered = self.attack.perturb(x, self.trigger)
         return with_backdoor_copy(x, y, triggered, self.attack.target)
 
+    def training_state(self) -> dict[str, Any]:
+        return {"trigger": self.trigger.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.trigger.load_state_dict(state["trigger"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
 
 class LIRA(Attack):
     def __init__(
@@ -81,12 +89,13 @@ class LIRA(Attack):
         ctx = need_context(self, ctx)
         recipe = dataclasses.replace(ctx.recipe, epochs=self.stage1_epochs)
 
-        def stage1(trigger: nn.Module, data: ImageSet) -> dict[str, float]:
+        def stage1(trigger: nn.Module, data: ImageSet, checkpoint: Checkpoint) -> dict[str, float]:
             surrogate = ctx.models.new_classifier()
             trigger.to(ctx.device).train()
             hooks = TriggerStep(self, trigger, self.lr)
             fit(surrogate, data, recipe, ctx.device, hooks=hooks, seed=self.seed,
-                desc="lira stage 1 (T + surrogate)", progress=ctx.progress)  # fmt: skip
+                desc="lira stage 1 (T + surrogate)", progress=ctx.progress,
+                checkpoint=checkpoint)  # fmt: skip
             probe = to_float(data.x[data.y != self.target][:1000].to(ctx.device))
             with torch.no_grad():
                 hits = sum(int((surrogate(self.perturb(part, trigger)).argmax(1) == self.target).sum())
@@ -94,7 +103,7 @@ class LIRA(Attack):
             return {"stage1_asr": round(100 * hits / max(len(probe), 1), 2)}
 
         spec = {"eps": self.eps, "lr": self.lr, "epochs": self.stage1_epochs, "width": self.width}
-        ctx.models.network("lira_trigger", spec, self.trigger, stage1)
+        ctx.models.network("lira_trigger", spec, self.trigger, stage1, resumable=True)  # hours on a CPU
         self.trigger.requires_grad_(False).eval()
         return train
 

@@ -31,8 +31,6 @@ from bench.core.schema import Positive, PositiveInt, Range, UnitInterval
 
 log = logging.getLogger(__name__)
 
-# (model, augmented batch, labels) -> the batch to train on, e.g. adversarial examples.
-Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 # (model, batch, labels) -> scalar training loss; default cross-entropy of model(batch).
 Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -69,6 +67,17 @@ class TrainingHooks:
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restore what ``training_state`` saved, so a resumed training goes on exactly."""
+
+
+class Perturb(Protocol):
+    """Replaces each augmented batch just before the step, e.g. with adversarial examples; what it draws
+    at random is saved with a resumable training's checkpoint."""
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+    def training_state(self) -> dict[str, Any]: ...
+
+    def load_training_state(self, state: dict[str, Any]) -> None: ...
 
 
 class Checkpoint(Protocol):
@@ -351,6 +360,8 @@ def fit(
         gen.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
         hooks.load_training_state(saved["hooks"])
+        if perturb is not None:
+            perturb.load_training_state(saved["perturb"])
         epochs_run, history, accuracy = saved["epochs"], saved["loss_per_epoch"], saved["acc_per_epoch"]
         seen = saved["seen"]
         bar.update(epochs_run * steps_per_epoch)
@@ -402,6 +413,7 @@ def fit(
             checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                              "schedule": sched.state_dict(), "generator": gen.get_state(),
                              "torch_rng": torch.get_rng_state(), "hooks": hooks.training_state(),
+                             "perturb": perturb.training_state() if perturb is not None else {},
                              "epochs": epochs_run, "loss_per_epoch": history, "acc_per_epoch": accuracy,
                              "seen": seen})  # fmt: skip
     bar.close()

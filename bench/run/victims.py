@@ -152,8 +152,16 @@ class CachedAuxiliaryModels:
         module.load_state_dict(payload["model"])
         return module.to(self.cell.device).eval()
 
-    def classifier(self, name: str, spec: dict[str, Any], train: TrainNetwork) -> nn.Module:
-        return prepare_model(self.network(name, spec, self.new_classifier(), train), self.cell.device)
+    def classifier(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        train: TrainNetwork | ResumableTrain,
+        *,
+        resumable: bool = False,
+    ) -> nn.Module:
+        network = self.network(name, spec, self.new_classifier(), train, resumable=resumable)
+        return prepare_model(network, self.cell.device)
 
 
 def cached_victim(cell: Cell, key: str, data: DataBundle, attack: Attack) -> tuple[dict[str, Any], bool]:
