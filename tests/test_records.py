@@ -126,3 +126,21 @@ def test_a_record_names_the_commit_its_process_started_on(monkeypatch) -> None:
         assert host.git_sha() == "aaa" and host.git_sha() == "aaa"
     finally:
         host.git_sha.cache_clear()
+
+
+@pytest.mark.parametrize("attack", ["badnets", "blend", "none"])
+def test_the_first_cpu_cifar_recipe_recomposes_its_committed_records(attack: str) -> None:
+    """``experiment=cpu_cifar_v1`` pins what the recipe change moves, so the records of results/cpu_cifar/runs
+    keep their ids whatever ``cpu_cifar`` becomes."""
+    cfg, names = compose_cfg(["experiment=cpu_cifar_v1", f"attack={attack}", "defense=none"])
+    cid = cell_id(names, semantic_config(cfg, names))
+    assert (REPO / "results" / "cpu_cifar" / "runs" / f"{cid}.json").is_file()
+
+
+@pytest.mark.parametrize("attack", ["badnets", "blend", "none"])
+def test_the_study_commands_recompose_its_committed_records(attack: str) -> None:
+    """Run A's victims, the chosen recipe's (results/cpu_cifar/victim_study.md), by their page's command."""
+    overrides = ["experiment=cpu_cifar_study", f"attack={attack}", "defense=none", "precision=fp32"]
+    cfg, names = compose_cfg(overrides)
+    cid = cell_id(names, semantic_config(cfg, names))
+    assert (REPO / "results" / "cpu_cifar" / "victim_study" / f"{cid}.json").is_file()
