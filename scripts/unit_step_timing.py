@@ -43,7 +43,7 @@ def main() -> None:
         "--gradients", nargs="+", default=["fp32"], choices=["fp32", "bf16"], help="defense.gradient values"
     )
     args = p.parse_args()
-    ctx = Cell.compose(["experiment=cpu_cifar", f"attack={args.attack}", "defense=unit", "logger=none"])
+    ctx = Cell.compose(["experiment=cpu_cifar_v1", f"attack={args.attack}", "defense=unit", "logger=none"])
     victim = load_or_train_victim(ctx)  # UNIT optimises its bounds in float32 whatever the run's precision
     defender = victim.defender_context()
     train, val = split_train_val(defender.data, 0.2, defender.seed)

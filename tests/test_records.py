@@ -73,7 +73,17 @@ def test_readme_commands_find_their_committed_records(overrides: list[str]) -> N
     """Running the README's examples adds no record to a tracked folder: each composes to a committed one."""
     cfg, names = compose_cfg(overrides)
     cid = cell_id(names, semantic_config(cfg, names))
-    assert (REPO / "results" / "cpu_cifar" / "runs" / f"{cid}.json").is_file()
+    assert (REPO / "results" / "cpu_cifar" / "runs_v2" / f"{cid}.json").is_file()
+
+
+@pytest.mark.parametrize("defense", ["none", "ft"])
+def test_the_cpu_cifar_recipe_is_run_a_of_the_study(defense: str) -> None:
+    """The recipe issue 37 chose: ``cpu_cifar``'s cells are the study's run A in float32, cell for cell."""
+    ids = []
+    for overrides in (["experiment=cpu_cifar"], ["experiment=cpu_cifar_study", "precision=fp32"]):
+        cfg, names = compose_cfg([*overrides, "attack=badnets", f"defense={defense}"])
+        ids.append(cell_id(names, semantic_config(cfg, names)))
+    assert ids[0] == ids[1]
 
 
 def test_a_plugin_moved_to_another_module_keeps_its_ids() -> None:

@@ -64,14 +64,14 @@ def pruned_copy(model: nn.Module, neurons: set[str]) -> nn.Module:
 
 
 def evaluate_sets(attack: str, seed: int, sets: dict[str, set[str]]) -> None:
-    """Each set of neurons pruned in the cached victim of ``experiment=cpu_cifar attack=... seed=...``."""
+    """Each set of neurons pruned in the cached victim of ``experiment=cpu_cifar_v1 attack=... seed=...``."""
     from harness import load_victim
 
     from bench.core.engine import precision
     from bench.run.cell import Cell
     from bench.run.metrics import evaluate
 
-    cell = Cell.compose(["experiment=cpu_cifar", f"attack={attack}", f"seed={seed}", "logger=none",
+    cell = Cell.compose(["experiment=cpu_cifar_v1", f"attack={attack}", f"seed={seed}", "logger=none",
                          "progress=false"])  # fmt: skip
     victim = load_victim(cell)
     print("\n| pruned set | neurons | ACC | ASR |\n|---|---|---|---|")

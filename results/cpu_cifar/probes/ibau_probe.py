@@ -7,7 +7,7 @@ Variants: the cell's own configuration (``defense=ibau`` as the grid runs it); B
 batch only), which says whether the hypergradient's fixed-point term is what diverges.
 
 Usage: python results/cpu_cifar/probes/ibau_probe.py [--rounds N] [OVERRIDE ...]
-       (default: experiment=cpu_cifar_table1 attack=lira, all of the cell's rounds)
+       (default: experiment=cpu_cifar_table1_v1 attack=lira, all of the cell's rounds)
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class LoggedIBAU(IBAU):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, help="rounds per variant (default: the cell's)")
-    p.add_argument("overrides", nargs="*", default=["experiment=cpu_cifar_table1", "attack=lira"])
+    p.add_argument("overrides", nargs="*", default=["experiment=cpu_cifar_table1_v1", "attack=lira"])
     args = p.parse_args()
     cell = Cell.compose([*args.overrides, "defense=ibau", "logger=none", "progress=false"])
     cfg = cell.cfg

@@ -6,7 +6,7 @@ lr 0.01 too: it keeps the backdoor). Students, all from that teacher: NAD's reci
 0.1, and NAD's recipe in fp32 (no bf16 autocast); the cell itself (`defense=nad`) is NAD's recipe in bf16.
 
 Usage: python results/cpu_cifar/probes/nad_probe.py [OVERRIDE ...]
-       (default: experiment=cpu_cifar attack=badnets)
+       (default: experiment=cpu_cifar_v1 attack=badnets)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ STUDENTS = {"student lr 0.01": (0.01, None), "NAD's recipe, fp32": (None, "fp32"
 
 
 def main() -> None:
-    overrides = sys.argv[1:] or ["experiment=cpu_cifar", "attack=badnets"]
+    overrides = sys.argv[1:] or ["experiment=cpu_cifar_v1", "attack=badnets"]
     cell = Cell.compose([*overrides, "defense=nad", "logger=none", "progress=false"])
     cfg = cell.cfg
     victim = load_or_train_victim(cell)
