@@ -22,6 +22,12 @@ def names_of(record: dict) -> dict[str, str]:
     return {g: record[g] for g in ("dataset", "model", "attack", "defense")}
 
 
+def composed_id(overrides: list[str]) -> str:
+    """The cell id ``python -m bench <overrides>`` records under."""
+    cfg, names = compose_cfg(overrides)
+    return cell_id(names, semantic_config(cfg, names))
+
+
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO / "results")))
 def test_committed_record_id_is_the_hash_of_its_config(path) -> None:
     record = json.loads(path.read_text())
@@ -71,19 +77,16 @@ def readme_cells() -> list[list[str]]:
 @pytest.mark.parametrize("overrides", readme_cells(), ids=" ".join)
 def test_readme_commands_find_their_committed_records(overrides: list[str]) -> None:
     """Running the README's examples adds no record to a tracked folder: each composes to a committed one."""
-    cfg, names = compose_cfg(overrides)
-    cid = cell_id(names, semantic_config(cfg, names))
-    assert (REPO / "results" / "cpu_cifar" / "runs_v2" / f"{cid}.json").is_file()
+    assert (REPO / "results" / "cpu_cifar" / "runs_v2" / f"{composed_id(overrides)}.json").is_file()
 
 
 @pytest.mark.parametrize("defense", ["none", "ft"])
 def test_the_cpu_cifar_recipe_is_run_a_of_the_study(defense: str) -> None:
     """The recipe issue 37 chose: ``cpu_cifar``'s cells are the study's run A in float32, cell for cell."""
-    ids = []
-    for overrides in (["experiment=cpu_cifar"], ["experiment=cpu_cifar_study", "precision=fp32"]):
-        cfg, names = compose_cfg([*overrides, "attack=badnets", f"defense={defense}"])
-        ids.append(cell_id(names, semantic_config(cfg, names)))
-    assert ids[0] == ids[1]
+    cell = ["attack=badnets", f"defense={defense}"]
+    assert composed_id(["experiment=cpu_cifar", *cell]) == composed_id(
+        ["experiment=cpu_cifar_study", "precision=fp32", *cell]
+    )
 
 
 def test_a_plugin_moved_to_another_module_keeps_its_ids() -> None:
@@ -113,9 +116,9 @@ def test_pretrained_weights_are_hashed_by_content(tmp_path) -> None:
     second.write_bytes(b"weights one")
 
     def cid(path) -> str:
-        cfg, names = compose_cfg(["experiment=transformer", "attack=badnets", "defense=none",
-                                  f"model.pretrained={path}"])  # fmt: skip
-        return cell_id(names, semantic_config(cfg, names))
+        return composed_id(
+            ["experiment=transformer", "attack=badnets", "defense=none", f"model.pretrained={path}"]
+        )
 
     same = cid(first)
     assert cid(second) == same
@@ -142,15 +145,12 @@ def test_a_record_names_the_commit_its_process_started_on(monkeypatch) -> None:
 def test_the_first_cpu_cifar_recipe_recomposes_its_committed_records(attack: str) -> None:
     """``experiment=cpu_cifar_v1`` pins what the recipe change moves, so the records of results/cpu_cifar/runs
     keep their ids whatever ``cpu_cifar`` becomes."""
-    cfg, names = compose_cfg(["experiment=cpu_cifar_v1", f"attack={attack}", "defense=none"])
-    cid = cell_id(names, semantic_config(cfg, names))
+    cid = composed_id(["experiment=cpu_cifar_v1", f"attack={attack}", "defense=none"])
     assert (REPO / "results" / "cpu_cifar" / "runs" / f"{cid}.json").is_file()
 
 
 @pytest.mark.parametrize("attack", ["badnets", "blend", "none"])
 def test_the_study_commands_recompose_its_committed_records(attack: str) -> None:
     """Run A's victims, the chosen recipe's (results/cpu_cifar/victim_study.md), by their page's command."""
-    overrides = ["experiment=cpu_cifar_study", f"attack={attack}", "defense=none", "precision=fp32"]
-    cfg, names = compose_cfg(overrides)
-    cid = cell_id(names, semantic_config(cfg, names))
+    cid = composed_id(["experiment=cpu_cifar_study", f"attack={attack}", "defense=none", "precision=fp32"])
     assert (REPO / "results" / "cpu_cifar" / "victim_study" / f"{cid}.json").is_file()
