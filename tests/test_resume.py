@@ -3,8 +3,9 @@ the uninterrupted run's victim, bit for bit, and leaves no checkpoint behind onc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ from bench.run.cell import Cell
 from tests.conftest import CPU, bundle, tiny_model
 
 RECIPE = {"epochs": 3, "batch_size": 50, "lr": 0.05}
+T = TypeVar("T")
 
 
 class KilledAfterSave(Checkpoint):
@@ -79,6 +81,17 @@ def train(name: str, checkpoint: Checkpoint | None, schedule: str) -> tuple[nn.M
     return model, attack, stats
 
 
+def whole_and_resumed(run: Callable[[Checkpoint | None], T], cache_dir: Path) -> tuple[T, T]:
+    """``run(checkpoint)`` uninterrupted, and again killed after its first save and run on from it."""
+    whole = run(None)
+    with pytest.raises(KeyboardInterrupt):
+        run(KilledAfterSave(ModelCache(cache_dir), kill_after=1))
+    resumed_checkpoint = KilledAfterSave(ModelCache(cache_dir), kill_after=None)
+    resumed = run(resumed_checkpoint)
+    assert resumed_checkpoint.earlier_s > 0  # it did go on from the saved epoch
+    return whole, resumed
+
+
 def same_state(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and torch.equal(a, b)
@@ -94,13 +107,9 @@ def same_state(a: Any, b: Any) -> bool:
 def test_a_killed_victim_training_resumes_to_the_uninterrupted_victim(
     tmp_path: Path, name: str, schedule: str
 ) -> None:
-    whole_model, whole_attack, whole = train(name, None, schedule)
-    checkpoint = KilledAfterSave(ModelCache(tmp_path), kill_after=1)
-    with pytest.raises(KeyboardInterrupt):
-        train(name, checkpoint, schedule)
-    resumed_checkpoint = KilledAfterSave(ModelCache(tmp_path), kill_after=None)
-    model, attack, resumed = train(name, resumed_checkpoint, schedule)
-    assert resumed_checkpoint.earlier_s > 0  # it did go on from the saved epoch
+    (whole_model, whole_attack, whole), (model, attack, resumed) = whole_and_resumed(
+        lambda checkpoint: train(name, checkpoint, schedule), tmp_path
+    )
     assert same_state(whole_model.state_dict(), model.state_dict())
     assert same_state(whole_attack.training_state(), attack.training_state())
     assert resumed["loss_per_epoch"] == whole["loss_per_epoch"] and resumed["epochs"] == 3
@@ -176,12 +185,7 @@ def test_a_killed_auxiliary_training_resumes_to_the_uninterrupted_networks(tmp_p
                     progress=False, checkpoint=checkpoint)  # fmt: skip
         return model, network, stats
 
-    whole_model, whole_network, whole = run(None)
-    with pytest.raises(KeyboardInterrupt):
-        run(KilledAfterSave(ModelCache(tmp_path), kill_after=1))
-    resumed_checkpoint = KilledAfterSave(ModelCache(tmp_path), kill_after=None)
-    model, network, resumed = run(resumed_checkpoint)
-    assert resumed_checkpoint.earlier_s > 0
+    (whole_model, whole_network, whole), (model, network, resumed) = whole_and_resumed(run, tmp_path)
     assert same_state(whole_model.state_dict(), model.state_dict())
     if network is not None:
         assert same_state(whole_network.state_dict(), network.state_dict())  # type: ignore[union-attr]
