@@ -89,6 +89,18 @@ def test_the_cpu_cifar_recipe_is_run_a_of_the_study(defense: str) -> None:
     )
 
 
+RECIPE_RECORDS = sorted((REPO / "results" / "cpu_cifar" / "runs_v2").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", RECIPE_RECORDS, ids=lambda p: p.stem)
+def test_every_recipe_record_is_its_cells_cpu_cifar_command(path) -> None:
+    """results/cpu_cifar/runs_v2 holds `python -m bench experiment=cpu_cifar attack=A defense=D` cells only,
+    whichever command wrote them (the study's run A records are copied there under the same id)."""
+    record = json.loads(path.read_text())
+    cell = [f"attack={record['attack']}", f"defense={record['defense']}"]
+    assert composed_id(["experiment=cpu_cifar", *cell]) == path.stem
+
+
 def test_a_plugin_moved_to_another_module_keeps_its_ids() -> None:
     """A plug-in is hashed under its config name: moving its class (a new ``_target_``) keeps every cell
     id and cache key; one added after the table is hashed under its name, not its module path."""
